@@ -1,0 +1,1 @@
+from .linear_probe import *  # noqa: F401,F403

@@ -1,0 +1,2 @@
+from .scenes import *  # noqa: F401,F403
+from .transforms import *  # noqa: F401,F403

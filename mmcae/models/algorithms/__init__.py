@@ -1,0 +1,1 @@
+from .cae import *  # noqa: F401,F403

@@ -1,0 +1,178 @@
+"""CAE: Context Autoencoder (Chen et al., 2022), read top to bottom.
+
+    visible patches --encoder--> visible latents --regressor--> masked
+    latents --decoder--> targets of the masked patches
+                                       \\-- alignment with encoder(masked)
+
+Loss = reconstruction (DALL-E tokens, CE; or normalised pixels, MSE)
+     + lambda * MSE(predicted masked latents, encoder(masked patches)).
+"""
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.structures import DataSample
+
+from ...registry import MODELS
+from ..layers import patchify, unpatchify
+
+__all__ = ['ContextAutoencoder']
+
+
+@MODELS.register_module()
+class ContextAutoencoder(BaseSelfSupervisor):
+    """CAE pretraining algorithm.
+
+    Registered as ``ContextAutoencoder`` because MMPretrain's own ``CAE``
+    already holds that name in the same registry.
+
+    Args:
+        backbone: the encoder (:class:`~mmcae.models.CAEViT`).
+        regressor: :class:`LatentContextualRegressor`.
+        decoder: :class:`CAEDecoder` (``None`` to predict the targets
+            straight from the regressor's latents, as CAE v2 does).
+        head: :class:`CAETokenPredictionHead` (needs ``target_generator``)
+            or :class:`CAEPixelPredictionHead`.
+        alignment: :class:`CAEAlignment` (lambda = 2 by default).
+        target_generator: e.g. :class:`DALLEEncoder`; it reads the second
+            view made by the two-resolution crop.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 regressor: dict,
+                 head: dict,
+                 decoder: Optional[dict] = None,
+                 alignment: dict = dict(type='CAEAlignment', loss_weight=2.),
+                 target_generator: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg=None):
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            target_generator=target_generator,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self.regressor = MODELS.build(regressor)
+        self.decoder = MODELS.build(decoder) if decoder else None
+        self.alignment = MODELS.build(alignment)
+        if self.with_target_generator and not hasattr(
+                self.target_generator, 'get_codebook_indices'):
+            raise TypeError('target_generator must provide '
+                            'get_codebook_indices()')
+
+    # -------------------------------------------------------------- helpers
+    @staticmethod
+    def _split_inputs(inputs) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        if isinstance(inputs, (list, tuple)):
+            return inputs[0], (inputs[1] if len(inputs) > 1 else None)
+        return inputs, None
+
+    @staticmethod
+    def _masks(data_samples: List[DataSample], num_patches: int,
+               device) -> torch.Tensor:
+        # PackInputs leaves algorithm keys as numpy arrays
+        mask = torch.stack([torch.as_tensor(ds.mask) for ds in data_samples])
+        mask = mask.to(device)
+        mask = mask.flatten(1).bool()
+        if mask.shape[1] != num_patches:
+            raise ValueError(
+                f'the mask has {mask.shape[1]} patches but the input image '
+                f'has {num_patches}: check the mask generator\'s input_size')
+        return mask
+
+    def forward_latents(self, img: torch.Tensor, mask: torch.Tensor):
+        """Encoder -> regressor, plus the alignment target.
+
+        Returns:
+            dict with ``latent_pred`` (B, Nm, C), ``latent_target``
+            (B, Nm, C), ``pos_masked`` and ``visible`` (encoder output).
+        """
+        grid = self.backbone.patch_embed.grid_size(img.shape)
+        # Every patch is embedded once; visible and masked tokens are split
+        # afterwards, so the alignment pass adds no patch-embedding work.
+        tokens = self.backbone.embed(img)
+        visible = self.backbone.forward_tokens(tokens, ~mask)
+        latent_pred, pos_masked = self.regressor(visible[:, 1:], mask, grid)
+        latent_target = self.alignment.target(self.backbone, tokens, mask,
+                                              self.regressor.project)
+        return dict(
+            visible=visible,
+            latent_pred=latent_pred,
+            latent_target=latent_target,
+            pos_masked=pos_masked)
+
+    def predict_targets(self, latent_pred, pos_masked):
+        x = latent_pred
+        if self.decoder is not None:
+            x = self.decoder(latent_pred, pos_masked)
+        return self.head(x)
+
+    # ----------------------------------------------------------------- loss
+    def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
+             data_samples: List[DataSample], **kwargs) -> Dict[str, torch.Tensor]:
+        img, target_img = self._split_inputs(inputs)
+        h, w = self.backbone.patch_embed.grid_size(img.shape)
+        num_patches = h * w
+        mask = self._masks(data_samples, num_patches, img.device)
+
+        out = self.forward_latents(img, mask)
+        pred = self.predict_targets(out['latent_pred'], out['pos_masked'])
+
+        if self.with_target_generator:
+            if target_img is None:
+                raise ValueError(
+                    'the token target needs a second view for the target '
+                    'generator: use RandomResizedCropAndInterpolationWithTwoPic'
+                    ' and TwoNormDataPreprocessor')
+            with torch.no_grad():
+                ids = self.target_generator.get_codebook_indices(target_img)
+            ids = ids.flatten(1)
+            if ids.shape[1] != num_patches:
+                raise ValueError(
+                    f'the target generator gives {ids.shape[1]} tokens per '
+                    f'image for a {tuple(target_img.shape[-2:])} view but '
+                    f'the encoder has {num_patches} patches')
+            target = ids[mask].reshape(img.shape[0], -1)
+        else:
+            target = self.head.targets(img, mask)
+
+        return dict(
+            loss_main=self.head.loss(pred, target),
+            loss_align=self.alignment.loss(out['latent_pred'],
+                                           out['latent_target']))
+
+    # ------------------------------------------------------- visualisation
+    @torch.no_grad()
+    def reconstruct(self, img: torch.Tensor, mask: torch.Tensor):
+        """Pixel reconstruction for the paper's figure (pixel head only).
+
+        Visible patches are copied from the input; masked patches are
+        predicted and, with a normalised-pixel head, de-normalised with the
+        statistics of the original patch (as MAE's visualisation does).
+
+        Returns:
+            (B, C, H, W) image in the input's normalisation.
+        """
+        if not hasattr(self.head, 'targets'):
+            raise TypeError('reconstruct() needs a pixel prediction head, '
+                            f'got {type(self.head).__name__}')
+        mask = mask.flatten(1).bool()
+        grid = self.backbone.patch_embed.grid_size(img.shape)
+        out = self.forward_latents(img, mask)
+        pred = self.predict_targets(out['latent_pred'], out['pos_masked'])
+        patches = patchify(img, self.head.patch_size)
+        masked = patches[mask].reshape(img.shape[0], -1, patches.shape[-1])
+        if self.head.norm_pix:
+            mean = masked.mean(-1, keepdim=True)
+            var = masked.var(-1, keepdim=True)
+            pred = pred * (var + 1e-6).sqrt() + mean
+        patches = patches.clone()
+        patches[mask] = pred.reshape(-1, patches.shape[-1]).to(patches)
+        return unpatchify(patches, self.head.patch_size, grid)
+
+    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
+        """All tokens of the whole image, (B, 1 + N, C)."""
+        img, _ = self._split_inputs(inputs)
+        return self.backbone(img)
+

@@ -1,0 +1,1 @@
+from .cae_vit import *  # noqa: F401,F403

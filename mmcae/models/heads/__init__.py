@@ -1,0 +1,1 @@
+from .cae_heads import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+from .cae_regressor import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+from .dalle import *  # noqa: F401,F403

@@ -1,0 +1,365 @@
+"""OpenAI's DALL-E dVAE encoder, used by CAE as a frozen target generator.
+
+:class:`DALLEEncoder` is architecturally identical to
+``dall_e.encoder.Encoder`` (``n_hid=256, n_blk_per_group=2,
+input_channels=3, vocab_size=8192``; four groups, fixed as in OpenAI's
+code). Its sub-modules carry OpenAI's names, with
+plain :class:`torch.nn.Conv2d` convolutions, so OpenAI's ``foo.w`` / ``foo.b``
+become ``foo.weight`` / ``foo.bias``::
+
+    blocks.input                                  Conv2d 3 -> 256, 7x7
+    blocks.group_{1..4}.block_{1,2}.id_path       Conv2d 1x1 or Identity
+    blocks.group_{1..4}.block_{1,2}.res_path.conv_{1..4}
+    blocks.group_{1..3}.pool                      MaxPool2d(2)
+    blocks.output.conv                            Conv2d 2048 -> 8192, 1x1
+
+Weights come from a *local* file in mmcae's converted format (see
+``tools/model_converters/dalle_to_mmcae.py``); nothing is downloaded and
+OpenAI's pickle is never unpickled with code execution (see
+:mod:`mmcae.utils.restricted_pickle`).
+"""
+import collections
+import math
+import os
+import pickle
+from typing import Dict, Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmcae.registry import MODELS
+
+__all__ = ['DALLEEncoder', 'convert_openai_dalle_encoder']
+
+OPENAI_ENCODER_URL = 'https://cdn.openai.com/dall-e/encoder.pkl'
+CONVERTER = 'tools/model_converters/dalle_to_mmcae.py'
+
+_DTYPES = {
+    'float32': torch.float32,
+    'float16': torch.float16,
+    'bfloat16': torch.bfloat16,
+}
+
+
+def _conv(conv: nn.Conv2d, x: torch.Tensor,
+          dtype: torch.dtype) -> torch.Tensor:
+    """Run ``conv`` in ``dtype`` (input, weight and bias cast), like
+    OpenAI's ``dall_e.utils.Conv2d`` does for fp16 on CUDA."""
+    w, b = conv.weight, conv.bias
+    if x.dtype != dtype:
+        x = x.to(dtype)
+    if w.dtype != dtype:
+        w = w.to(dtype)
+    if b is not None and b.dtype != dtype:
+        b = b.to(dtype)
+    return F.conv2d(x, w, b, conv.stride, conv.padding)
+
+
+def _make_conv(n_in: int, n_out: int, kw: int) -> nn.Conv2d:
+    # "same" padding, odd kernel; OpenAI's Conv2d uses padding=(kw-1)//2
+    return nn.Conv2d(n_in, n_out, kw, padding=(kw - 1) // 2)
+
+
+class _EncoderBlock(nn.Module):
+    """``id_path(x) + post_gain * res_path(x)``; ``post_gain = 1/n_layers**2``.
+
+    ``res_path`` is relu, conv3x3 (n_in -> n_out/4), relu, conv3x3, relu,
+    conv3x3, relu, conv1x1 (-> n_out). ``id_path`` is a 1x1 conv when the
+    channel count changes, else identity.
+    """
+
+    def __init__(self, n_in: int, n_out: int, n_layers: int):
+        super().__init__()
+        assert n_out % 4 == 0
+        n_hid = n_out // 4
+        self.post_gain = 1 / (n_layers**2)
+        self.id_path = _make_conv(n_in, n_out, 1) \
+            if n_in != n_out else nn.Identity()
+        self.res_path = nn.Sequential(
+            collections.OrderedDict([
+                ('relu_1', nn.ReLU()),
+                ('conv_1', _make_conv(n_in, n_hid, 3)),
+                ('relu_2', nn.ReLU()),
+                ('conv_2', _make_conv(n_hid, n_hid, 3)),
+                ('relu_3', nn.ReLU()),
+                ('conv_3', _make_conv(n_hid, n_hid, 3)),
+                ('relu_4', nn.ReLU()),
+                ('conv_4', _make_conv(n_hid, n_out, 1)),
+            ]))
+
+    def run(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if isinstance(self.id_path, nn.Conv2d):
+            identity = _conv(self.id_path, x, dtype)
+        else:
+            identity = x.to(dtype)
+        h = x
+        for name in ('1', '2', '3', '4'):
+            h = F.relu(h)
+            h = _conv(getattr(self.res_path, 'conv_' + name), h, dtype)
+        return identity + self.post_gain * h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, self.res_path.conv_1.weight.dtype)
+
+
+def _first_reason(err: Exception) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in lines:
+        if 'Unsupported global' in ln or 'GLOBAL' in ln:
+            # drop torch's advice to allow-list the global
+            return ln.split('. Please use')[0]
+    return lines[0] if lines else type(err).__name__
+
+
+def _missing_file_message(path: str) -> str:
+    return (f'DALL-E encoder checkpoint not found: {path!r}. Download '
+            f"OpenAI's dVAE encoder from {OPENAI_ENCODER_URL} and convert it "
+            f'with `python {CONVERTER} encoder.pkl {path}` (the converter '
+            'reads the pickle without executing code from it).')
+
+
+@MODELS.register_module()
+class DALLEEncoder(BaseModule):
+    """Frozen DALL-E dVAE encoder producing CAE's visual-token targets.
+
+    Args:
+        checkpoint (str, optional): local path of a checkpoint converted by
+            ``tools/model_converters/dalle_to_mmcae.py`` (``{'state_dict':
+            ..., 'meta': ...}``; a bare state dict is accepted too). Required
+            unless ``random_init=True``.
+        random_init (bool): build with random weights (OpenAI's init:
+            N(0, 1/fan_in) weights, zero biases) and load nothing. Only for
+            tests and benchmarks; must not be combined with ``checkpoint``.
+        n_hid (int): width of the first group (256).
+        n_blk_per_group (int): residual blocks per group (2).
+        input_channels (int): 3.
+        vocab_size (int): codebook size, the number of logits (8192).
+        dtype (str): compute dtype of the convolution trunk: ``'auto'``
+            (fp16 on CUDA, like OpenAI's ``use_float16`` convs, fp32
+            elsewhere), ``'float32'``, ``'float16'`` or ``'bfloat16'``. The
+            final 1x1 conv to the vocabulary always runs in fp32, as in
+            OpenAI's encoder (``use_float16=False`` there). Parameters stay
+            fp32; they are cast per call.
+        init_cfg: unused (weights come from ``checkpoint``); accepted for
+            the BaseModule signature.
+
+    Input: images already mapped to [0.1, 0.9] (OpenAI's ``map_pixels``:
+    ``0.8 * x + 0.1`` for x in [0, 1]; CAE's data preprocessor does
+    ``0.8 * x / 255 + 0.1``), shape (B, 3, H, W), H and W multiples of 8.
+
+    The module is always frozen: no parameter requires grad and ``train()``
+    keeps it in eval mode.
+    """
+    group_count = 4  # fixed in OpenAI's Encoder too (not a constructor arg)
+
+    def __init__(self,
+                 checkpoint: Optional[str] = None,
+                 random_init: bool = False,
+                 n_hid: int = 256,
+                 n_blk_per_group: int = 2,
+                 input_channels: int = 3,
+                 vocab_size: int = 8192,
+                 dtype: str = 'auto',
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if checkpoint is None and not random_init:
+            raise ValueError(
+                'DALLEEncoder needs `checkpoint` (a local file converted '
+                f'with {CONVERTER} from {OPENAI_ENCODER_URL}); pass '
+                'random_init=True explicitly for random weights')
+        if checkpoint is not None and random_init:
+            raise ValueError('DALLEEncoder: give either `checkpoint` or '
+                             'random_init=True, not both')
+        if dtype != 'auto' and dtype not in _DTYPES:
+            raise ValueError(f"DALLEEncoder: dtype must be 'auto' or one of "
+                             f'{sorted(_DTYPES)}, got {dtype!r}')
+        self._dtype_cfg = dtype
+        self.n_hid = n_hid
+        self.n_blk_per_group = n_blk_per_group
+        self.input_channels = input_channels
+        self.vocab_size = vocab_size
+        self.downsample = 2**(self.group_count - 1)
+
+        n_layers = self.group_count * n_blk_per_group
+        layers = [('input', _make_conv(input_channels, n_hid, 7))]
+        n_in = n_hid
+        for g in range(self.group_count):
+            n_out = n_hid * 2**g
+            group = []
+            for i in range(n_blk_per_group):
+                group.append((f'block_{i + 1}',
+                              _EncoderBlock(n_in if i == 0 else n_out, n_out,
+                                            n_layers)))
+            if g < self.group_count - 1:
+                group.append(('pool', nn.MaxPool2d(kernel_size=2)))
+            layers.append((f'group_{g + 1}',
+                           nn.Sequential(collections.OrderedDict(group))))
+            n_in = n_out
+        layers.append(('output',
+                       nn.Sequential(
+                           collections.OrderedDict([
+                               ('relu', nn.ReLU()),
+                               ('conv', _make_conv(n_in, vocab_size, 1)),
+                           ]))))
+        self.blocks = nn.Sequential(collections.OrderedDict(layers))
+
+        if random_init:
+            self._random_init()
+        else:
+            self.checkpoint = os.path.expanduser(os.fspath(checkpoint))
+            self.load_state_dict(
+                self._read_checkpoint(self.checkpoint), strict=True)
+        self.requires_grad_(False)
+        super().train(False)
+
+    # ------------------------------------------------------------------ #
+    # weights
+    # ------------------------------------------------------------------ #
+    @torch.no_grad()
+    def _random_init(self):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+                m.weight.normal_(std=1 / math.sqrt(fan_in))
+                m.bias.zero_()
+
+    def _read_checkpoint(self, path: str) -> Dict[str, torch.Tensor]:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(_missing_file_message(path))
+        try:
+            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        except pickle.UnpicklingError as e:
+            stem = os.path.splitext(os.path.basename(path))[0]
+            raise RuntimeError(
+                f'{path!r} is not a converted mmcae DALL-E checkpoint: it '
+                'cannot be read with torch.load(weights_only=True) '
+                f'({_first_reason(e)}). If it is OpenAI\'s encoder.pkl, '
+                f'convert it first: `python {CONVERTER} {path} '
+                f'checkpoints/{stem}_mmcae.pth` and pass the output as '
+                '`checkpoint`.') from None
+        sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+        if not isinstance(sd, dict):
+            raise ValueError(f'{path!r}: expected a state dict, found '
+                             f'{type(sd).__name__}')
+        check_state_dict(self.state_dict(), sd, path)
+        return sd
+
+    def init_weights(self):
+        """No-op: the weights come from ``checkpoint`` (or random_init)."""
+        self._is_init = True
+
+    def train(self, mode: bool = True):
+        """Always stays in eval mode (frozen target generator)."""
+        return super().train(False)
+
+    # ------------------------------------------------------------------ #
+    # forward
+    # ------------------------------------------------------------------ #
+    def compute_dtype(self, device: torch.device) -> torch.dtype:
+        """dtype the trunk runs in on ``device``."""
+        if self._dtype_cfg == 'auto':
+            return torch.float16 if device.type == 'cuda' else torch.float32
+        return _DTYPES[self._dtype_cfg]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits over the codebook.
+
+        Args:
+            x: (B, 3, H, W) images mapped to [0.1, 0.9].
+
+        Returns:
+            torch.Tensor: fp32 logits of shape (B, vocab_size, H/8, W/8).
+        """
+        if x.dim() != 4 or x.shape[1] != self.input_channels:
+            raise ValueError(f'DALLEEncoder expects (B, {self.input_channels}'
+                             f', H, W) input, got {tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise ValueError('DALLEEncoder expects a floating point input '
+                             'mapped to [0.1, 0.9], got dtype '
+                             f'{x.dtype}')
+        dtype = self.compute_dtype(self.blocks.input.weight.device)
+        blocks = self.blocks
+        h = _conv(blocks.input, x, dtype)
+        for g in range(1, self.group_count + 1):
+            group = getattr(blocks, f'group_{g}')
+            for i in range(1, self.n_blk_per_group + 1):
+                h = getattr(group, f'block_{i}').run(h, dtype)
+            if hasattr(group, 'pool'):
+                h = group.pool(h)
+        h = F.relu(h)
+        return _conv(blocks.output.conv, h, torch.float32)
+
+    @torch.no_grad()
+    def get_codebook_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """Visual-token ids: argmax of :meth:`forward` over the vocabulary.
+
+        Args:
+            x: (B, 3, H, W) images mapped to [0.1, 0.9].
+
+        Returns:
+            torch.LongTensor: ids of shape (B, H/8, W/8), one per 8x8 pixel
+            cell. ``.flatten(1)`` gives the row-major (B, H/8 * W/8)
+            sequence; CAE feeds 112px target images so the 14x14 ids line up
+            with the 14x14 patches of a 224px ViT-B/16 input.
+        """
+        return self.forward(x).argmax(dim=1)
+
+
+def check_state_dict(expected: Dict[str, torch.Tensor],
+                     given: Dict[str, torch.Tensor], source: str) -> None:
+    """Raise ``ValueError`` listing missing / unexpected / misshaped keys."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    misshaped = sorted(
+        f'{k}: expected {tuple(expected[k].shape)}, got '
+        f'{tuple(given[k].shape)}' for k in set(expected) & set(given)
+        if tuple(expected[k].shape) != tuple(getattr(given[k], 'shape', ())))
+    if missing or unexpected or misshaped:
+        lines = [f'{source!r} does not match DALLEEncoder\'s parameters:']
+        if missing:
+            lines.append(f'  missing keys ({len(missing)}): {missing}')
+        if unexpected:
+            lines.append(f'  unexpected keys ({len(unexpected)}): '
+                         f'{unexpected}')
+        if misshaped:
+            lines.append(f'  shape mismatches ({len(misshaped)}): '
+                         f'{misshaped}')
+        lines.append(f'  (convert OpenAI\'s encoder.pkl with `python '
+                     f'{CONVERTER} encoder.pkl OUT.pth`)')
+        raise ValueError('\n'.join(lines))
+
+
+def expected_state_dict(**kwargs) -> Dict[str, torch.Tensor]:
+    """Shapes of DALLEEncoder's state dict, built on the meta device."""
+    with torch.device('meta'):
+        return DALLEEncoder(random_init=True, **kwargs).state_dict()
+
+
+def convert_openai_dalle_encoder(
+        src: Union[str, os.PathLike],
+        **encoder_kwargs) -> 'collections.OrderedDict[str, torch.Tensor]':
+    """OpenAI's ``encoder.pkl`` -> DALLEEncoder state dict (fp32, CPU).
+
+    Reads ``src`` with :func:`mmcae.utils.restricted_pickle.
+    load_tensors_restricted` (no code from the pickle runs, ``dall_e`` is not
+    imported), renames ``.w``/``.b`` to ``.weight``/``.bias`` and checks the
+    result against DALLEEncoder's keys and shapes.
+    """
+    from mmcae.utils.restricted_pickle import load_tensors_restricted
+    src = os.fspath(src)
+    if not os.path.isfile(src):
+        raise FileNotFoundError(
+            f'no such file: {src!r} (OpenAI\'s encoder comes from '
+            f'{OPENAI_ENCODER_URL})')
+    raw = load_tensors_restricted(src)
+    out = collections.OrderedDict()
+    for k, v in raw.items():
+        if k.endswith('.w'):
+            k = k[:-2] + '.weight'
+        elif k.endswith('.b'):
+            k = k[:-2] + '.bias'
+        out[k] = v.detach().to(torch.float32).contiguous().clone()
+    check_state_dict(expected_state_dict(**encoder_kwargs), out, src)
+    return out

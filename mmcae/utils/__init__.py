@@ -1,0 +1,1 @@
+from .checkpoint import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+from .reconstruction import *  # noqa: F401,F403

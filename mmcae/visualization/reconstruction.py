@@ -1,0 +1,90 @@
+"""Original / masked / reconstructed figure (the CAE paper's Fig. 4 style)."""
+import os
+from typing import List, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ['skimage_photos', 'reconstruction_figure', 'center_crop_resize']
+
+
+def center_crop_resize(img: np.ndarray, size) -> np.ndarray:
+    """HWC uint8 -> square-cropped, resized to ``size`` (h, w)."""
+    from PIL import Image
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    img = img[top:top + s, left:left + s]
+    return np.asarray(
+        Image.fromarray(img).resize((size[1], size[0]), Image.BICUBIC))
+
+
+def skimage_photos(size) -> List[np.ndarray]:
+    """Real photos shipped with scikit-image (no download), RGB uint8."""
+    from skimage import data
+    out = []
+    for name in ('astronaut', 'chelsea', 'coffee', 'rocket'):
+        img = getattr(data, name)()
+        if img.ndim == 2:
+            img = np.stack([img] * 3, -1)
+        out.append(center_crop_resize(img[..., :3], size))
+    return out
+
+
+@torch.no_grad()
+def reconstruction_figure(model,
+                          images: Sequence[np.ndarray],
+                          masks: torch.Tensor,
+                          out_file: str,
+                          mean=(123.675, 116.28, 103.53),
+                          std=(58.395, 57.12, 57.375),
+                          titles: Sequence[str] = None) -> str:
+    """Write a PNG with rows original / masked / reconstruction.
+
+    Args:
+        model: a :class:`ContextAutoencoder` with a pixel head.
+        images: RGB uint8 HWC arrays of the model's input size.
+        masks: (B, h, w) or (B, N) bool, True = masked.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    x = (x - mean_t) / std_t
+    was_training = model.training
+    model.eval()
+    rec = model.reconstruct(x, masks)
+    model.train(was_training)
+    rec = (rec * std_t + mean_t).clamp(0, 255).byte().permute(0, 2, 3, 1)
+
+    ph, pw = model.head.patch_size
+    H, W = x.shape[-2:]
+    m = masks.reshape(len(images), H // ph, W // pw).bool()
+    m = m.repeat_interleave(ph, 1).repeat_interleave(pw, 2)
+    masked = torch.from_numpy(np.stack(images)).clone()
+    masked[m] = torch.tensor([127, 127, 127], dtype=torch.uint8)
+
+    n = len(images)
+    fig, axes = plt.subplots(3, n, figsize=(1.8 * n, 5.6), squeeze=False)
+    rows = [('original', [torch.from_numpy(i) for i in images]),
+            ('masked', list(masked)), ('reconstruction', list(rec))]
+    for r, (name, ims) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(ims[c].numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name)
+            if r == 0 and titles:
+                ax.set_title(titles[c], fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
+    tmp = out_file + '.tmp.png'
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out_file)
+    return out_file

@@ -1,0 +1,538 @@
+#!/usr/bin/env python
+"""Benchmark one CAE pretraining step: mmcae vs MMPretrain's ``CAE``.
+
+One step = forward (DALL-E token targets on the 112px view included) +
+backward + AdamW step (+ MMPretrain's teacher momentum update, which runs
+inside its ``loss``). Both implementations get the same architecture, batch,
+inputs, block-wise masks, seeds and thread count; each runs in its own fresh
+subprocess so that its peak memory is not polluted by the other.
+
+Memory:
+  * CPU: the peak RSS of the worker (``ru_maxrss``) and the peak-RSS
+    increase over the RSS measured right before the model is built
+    ("model+act": model, optimizer state and activations, without the
+    interpreter and libraries).
+  * CUDA: ``torch.cuda.max_memory_allocated`` ("model+act" is the same
+    figure minus what was allocated before the model was built).
+
+Examples::
+
+    python tools/benchmark/bench_cae_step.py                     # small, B=8
+    python tools/benchmark/bench_cae_step.py --arch base --batch 4
+    python tools/benchmark/bench_cae_step.py --device cuda --arch base \\
+        --batch 64 --steps 20 --warmup 5 --json bench.json
+    python tools/benchmark/bench_cae_step.py --profile            # + breakdown
+"""
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+
+IMPLS = ('mmcae', 'mmpretrain')
+RESULT_TAG = '@@BENCH_RESULT '
+
+# encoder width / depth / heads of the CAE variants (official CAE: 'small'
+# has 12 heads, not DeiT-S's 6).
+ARCHS = {
+    'tiny': dict(embed_dims=192, depth=12, num_heads=12),
+    'small': dict(embed_dims=384, depth=12, num_heads=12),
+    'base': dict(embed_dims=768, depth=12, num_heads=12),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description='Time one CAE pretraining step (fwd + DALL-E targets + '
+        'bwd + AdamW) for mmcae and MMPretrain, each in a fresh process.')
+    p.add_argument('--arch', default='small', choices=sorted(ARCHS))
+    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--steps', type=int, default=5, help='timed steps')
+    p.add_argument('--warmup', type=int, default=2, help='untimed steps')
+    p.add_argument('--device', default=None,
+                   help="'cpu', 'cuda', 'cuda:1'... (default: cuda if "
+                   'available, else cpu)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch intra-op threads, the same for both '
+                   '(default: all usable cores)')
+    p.add_argument('--num-masked', type=int, default=98,
+                   help='masked patches of the 14x14 grid (CAE: 98)')
+    p.add_argument('--drop-path', type=float, default=0.0,
+                   help='encoder drop path rate, both implementations')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--impls', default=','.join(IMPLS),
+                   help='comma-separated subset of: ' + ', '.join(IMPLS))
+    p.add_argument('--profile', action='store_true',
+                   help='also break a step down into phases (target '
+                   'generator, forward, backward, optimizer) and list the '
+                   "top ops of mmcae's step (torch.profiler)")
+    p.add_argument('--json', default=None, help='write the results here')
+    p.add_argument('--worker', choices=IMPLS, default=None,
+                   help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------
+# worker side (one implementation per process)
+# --------------------------------------------------------------------------
+def _current_rss_bytes():
+    """Resident set size now (Linux /proc; falls back to ru_maxrss)."""
+    try:
+        with open('/proc/self/statm') as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf('SC_PAGE_SIZE')
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_bytes()
+
+
+def _peak_rss_bytes():
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak if sys.platform == 'darwin' else peak * 1024
+
+
+def _mmcae_cfg(arch, drop_path):
+    a = ARCHS[arch]
+    dims, heads = a['embed_dims'], a['num_heads']
+    return dict(
+        type='ContextAutoencoder',
+        backbone=dict(
+            type='CAEViT',
+            arch=arch,
+            img_size=224,
+            patch_size=16,
+            drop_path_rate=drop_path,
+            layer_scale_init_value=0.1),
+        regressor=dict(
+            type='LatentContextualRegressor',
+            embed_dims=dims,
+            depth=4,
+            num_heads=heads,
+            layer_scale_init_value=0.1),
+        decoder=dict(
+            type='CAEDecoder',
+            embed_dims=dims,
+            depth=4,
+            num_heads=heads,
+            layer_scale_init_value=0.1),
+        head=dict(
+            type='CAETokenPredictionHead', embed_dims=dims,
+            num_classes=8192),
+        alignment=dict(type='CAEAlignment', loss_weight=2.0),
+        target_generator=dict(type='DALLEEncoder', random_init=True),
+        data_preprocessor=None)
+
+
+def _mmpretrain_cfg(arch, drop_path, num_masked):
+    a = ARCHS[arch]
+    dims, heads = a['embed_dims'], a['num_heads']
+    backbone_arch = dict(
+        embed_dims=dims,
+        num_layers=a['depth'],
+        num_heads=heads,
+        feedforward_channels=4 * dims)
+    return dict(
+        type='mmpretrain.CAE',
+        backbone=dict(
+            type='mmpretrain.CAEPretrainViT',
+            arch=backbone_arch,
+            patch_size=16,
+            drop_path_rate=drop_path,
+            layer_scale_init_value=0.1,
+            bias='qv_bias'),
+        neck=dict(
+            type='mmpretrain.CAENeck',
+            embed_dims=dims,
+            num_heads=heads,
+            regressor_depth=4,
+            decoder_depth=4,
+            mask_tokens_num=num_masked,
+            layer_scale_init_value=0.1),
+        head=dict(type='mmpretrain.CAEHead',
+                  loss=dict(type='mmpretrain.CAELoss', lambd=2)),
+        target_generator=dict(type='mmpretrain.DALL-E'),
+        base_momentum=0.0,
+        data_preprocessor=None)
+
+
+def _build(impl, args):
+    """Build the model; returns (model, target_fn) where ``target_fn(img)``
+    runs the model's own target generator as its loss does."""
+    if impl == 'mmcae':
+        import mmcae  # noqa: F401  (registers everything)
+        from mmpretrain.registry import MODELS
+        model = MODELS.build(_mmcae_cfg(args.arch, args.drop_path))
+        model.init_weights()
+
+        def target_fn(img):
+            return model.target_generator.get_codebook_indices(img)
+    else:
+        import mmpretrain.models  # noqa: F401  (registers MMPretrain's)
+        from mmpretrain.registry import MODELS
+        model = MODELS.build(
+            _mmpretrain_cfg(args.arch, args.drop_path, args.num_masked))
+        # copies the backbone into the teacher (momentum encoder)
+        model.init_weights()
+
+        def target_fn(img):
+            # DALL-E logits, then the head's argmax, as in CAE.loss
+            return model.head._generate_target(model.target_generator(img))
+    return model, target_fn
+
+
+def _make_batch(args, device):
+    """Identical inputs and masks in both workers (seeded)."""
+    import numpy as np
+    import torch
+    from mmpretrain.structures import DataSample
+
+    g = torch.Generator().manual_seed(args.seed)
+    B = args.batch
+    # what TwoNormDataPreprocessor produces: a normalised 224 view and the
+    # 112 view mapped to [0.1, 0.9] for the DALL-E encoder
+    img = torch.randn(B, 3, 224, 224, generator=g)
+    img_t = torch.rand(B, 3, 112, 112, generator=g) * 0.8 + 0.1
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    try:
+        from mmcae.datasets.transforms import BlockwiseMaskGenerator
+        gen = BlockwiseMaskGenerator(
+            input_size=14,
+            num_masking_patches=args.num_masked,
+            min_num_patches=16)
+        masks = [torch.from_numpy(gen.generate()) for _ in range(B)]
+        mask_kind = 'blockwise'
+    except ImportError:
+        masks = []
+        for _ in range(B):
+            m = torch.zeros(196, dtype=torch.bool)
+            m[random.sample(range(196), args.num_masked)] = True
+            masks.append(m.view(14, 14))
+        mask_kind = 'random'
+    data_samples = []
+    for m in masks:
+        assert int(m.sum()) == args.num_masked
+        ds = DataSample()
+        ds.set_field(m.to(device), 'mask', field_type='metainfo')
+        data_samples.append(ds)
+    return [img.to(device), img_t.to(device)], data_samples, mask_kind
+
+
+def _total_loss(losses):
+    """What mmengine's ``parse_losses`` optimises: the sum of the entries
+    whose key contains 'loss' (MMPretrain's CAE returns ``loss`` = main +
+    align plus ``main`` and ``align`` for logging only)."""
+    return sum(v for k, v in losses.items() if 'loss' in k)
+
+
+def _sync(device):
+    import torch
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def run_worker(impl, args):
+    import torch
+
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+
+    # import everything first, so the baseline RSS includes the libraries
+    if impl == 'mmcae':
+        import mmcae  # noqa: F401
+    else:
+        import mmpretrain.models  # noqa: F401
+    import mmpretrain.structures  # noqa: F401
+
+    inputs, data_samples, mask_kind = _make_batch(args, device)
+
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        mem_before = torch.cuda.memory_allocated(device)
+    else:
+        mem_before = _current_rss_bytes()
+
+    torch.manual_seed(args.seed)
+    model, target_fn = _build(impl, args)
+    model.to(device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_train = sum(p.numel() for p in params)
+    n_total = sum(p.numel() for p in model.parameters())
+    n_target = sum(p.numel() for p in model.target_generator.parameters())
+    # official CAE pretraining optimiser
+    optim = torch.optim.AdamW(
+        params, lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05)
+
+    def step():
+        losses = model.loss(inputs, data_samples)
+        loss = _total_loss(losses)
+        loss.backward()
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+        return losses
+
+    first = None
+    for i in range(args.warmup):
+        losses = step()
+        if first is None:
+            first = {k: float(v) for k, v in losses.items()}
+    _sync(device)
+
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        losses = step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        if first is None:
+            first = {k: float(v) for k, v in losses.items()}
+    last = {k: float(v) for k, v in losses.items()}
+
+    if device.type == 'cuda':
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = _peak_rss_bytes()
+
+    med = sorted(times)[len(times) // 2]
+    mean = sum(times) / len(times)
+    result = dict(
+        impl=impl,
+        device=str(device),
+        threads=args.threads,
+        mask=mask_kind,
+        params_trainable=n_train,
+        params_total=n_total,
+        params_target_generator=n_target,
+        step_times_s=times,
+        step_mean_s=mean,
+        step_median_s=med,
+        img_per_s=args.batch / mean,
+        mem_peak_bytes=peak,
+        mem_before_build_bytes=mem_before,
+        mem_model_act_bytes=peak - mem_before,
+        loss_first=first,
+        loss_last=last,
+    )
+    if args.profile:
+        result['phases'] = _phases(model, optim, target_fn, inputs,
+                                   data_samples, device, args)
+        if impl == 'mmcae':
+            result['top_ops'] = _top_ops(step, device)
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def _phases(model, optim, target_fn, inputs, data_samples, device, args):
+    """Mean seconds of: the target generator alone (forward, no grad), the
+    whole loss() (incl. targets), backward, optimizer step."""
+    import torch
+    n = max(1, min(args.steps, 3))
+    tgt, fwd, bwd, opt = [], [], [], []
+    for _ in range(n):
+        _sync(device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            target_fn(inputs[1])
+        _sync(device)
+        t1 = time.perf_counter()
+        losses = model.loss(inputs, data_samples)
+        loss = _total_loss(losses)
+        _sync(device)
+        t2 = time.perf_counter()
+        loss.backward()
+        _sync(device)
+        t3 = time.perf_counter()
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+        _sync(device)
+        t4 = time.perf_counter()
+        tgt.append(t1 - t0)
+        fwd.append(t2 - t1)
+        bwd.append(t3 - t2)
+        opt.append(t4 - t3)
+
+    def m(x):
+        return sum(x) / len(x)
+
+    return dict(
+        target_generator_s=m(tgt),
+        forward_incl_targets_s=m(fwd),
+        backward_s=m(bwd),
+        optimizer_s=m(opt))
+
+
+def _top_ops(step, device, k=15):
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        acts.append(ProfilerActivity.CUDA)
+    with profile(activities=acts) as prof:
+        step()
+        _sync(device)
+    sort = 'self_cuda_time_total' if device.type == 'cuda' \
+        else 'self_cpu_time_total'
+    return prof.key_averages().table(sort_by=sort, row_limit=k)
+
+
+# --------------------------------------------------------------------------
+# driver side
+# --------------------------------------------------------------------------
+def _run_impl(impl, args):
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__), '--worker', impl, '--arch', args.arch,
+        '--batch',
+        str(args.batch), '--steps',
+        str(args.steps), '--warmup',
+        str(args.warmup), '--device', args.device, '--threads',
+        str(args.threads), '--num-masked',
+        str(args.num_masked), '--drop-path',
+        str(args.drop_path), '--seed',
+        str(args.seed)
+    ]
+    if args.profile:
+        cmd.append('--profile')
+    env = dict(os.environ)
+    # the same thread count for every library both workers use
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        env[var] = str(args.threads)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    env['PYTHONPATH'] = repo + os.pathsep + env.get('PYTHONPATH', '')
+    print(f'[{impl}] running in a fresh process ...', flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env)
+    wall = time.perf_counter() - t0
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            result = json.loads(line[len(RESULT_TAG):])
+    if proc.returncode != 0 or result is None:
+        sys.stderr.write(proc.stdout[-4000:])
+        sys.stderr.write(proc.stderr[-8000:])
+        raise SystemExit(f'[{impl}] worker failed (exit {proc.returncode})')
+    result['worker_wall_s'] = wall
+    return result
+
+
+def _mib(b):
+    return b / 2**20
+
+
+def _print_table(results, args):
+    dev = results[0]['device']
+    mem_kind = ('max_memory_allocated' if dev.startswith('cuda') else
+                'peak RSS (ru_maxrss)')
+    print()
+    print(f'CAE pretraining step, arch={args.arch}, batch={args.batch}, '
+          f'{args.num_masked}/196 masked ({results[0]["mask"]} masks), '
+          f'device={dev}, threads={args.threads}, '
+          f'{args.warmup} warmup + {args.steps} timed steps')
+    print(f'memory: {mem_kind}; "model+act" = peak minus memory right '
+          'before the model is built')
+    hdr = (f'{"impl":<11} {"step mean (s)":>13} {"median (s)":>10} '
+           f'{"img/s":>8} {"peak MiB":>9} {"model+act MiB":>13} '
+           f'{"train params":>12} {"all params":>11}')
+    print(hdr)
+    print('-' * len(hdr))
+    for r in results:
+        print(f'{r["impl"]:<11} {r["step_mean_s"]:>13.3f} '
+              f'{r["step_median_s"]:>10.3f} {r["img_per_s"]:>8.2f} '
+              f'{_mib(r["mem_peak_bytes"]):>9.0f} '
+              f'{_mib(r["mem_model_act_bytes"]):>13.0f} '
+              f'{r["params_trainable"] / 1e6:>11.2f}M '
+              f'{r["params_total"] / 1e6:>10.2f}M')
+    for r in results:
+        lf = ', '.join(f'{k}={v:.4f}' for k, v in r['loss_first'].items())
+        print(f'  {r["impl"]} first losses: {lf}')
+    if args.profile:
+        print()
+        print('phase breakdown (mean s):')
+        for r in results:
+            ph = r.get('phases')
+            if ph:
+                print(f'  {r["impl"]:<11} ' + ', '.join(
+                    f'{k[:-2]}={v:.3f}' for k, v in ph.items()))
+        for r in results:
+            if r.get('top_ops'):
+                print(f'\ntop ops, one {r["impl"]} step:')
+                print(r['top_ops'])
+
+
+def _ratios(results):
+    by = {r['impl']: r for r in results}
+    if 'mmcae' not in by or 'mmpretrain' not in by:
+        return None
+    a, b = by['mmcae'], by['mmpretrain']
+    return dict(
+        throughput=a['img_per_s'] / b['img_per_s'],
+        peak_memory=a['mem_peak_bytes'] / b['mem_peak_bytes'],
+        model_act_memory=(a['mem_model_act_bytes'] /
+                          b['mem_model_act_bytes']
+                          if b['mem_model_act_bytes'] > 0 else float('nan')))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads is None:
+        try:
+            args.threads = len(os.sched_getaffinity(0))
+        except AttributeError:
+            args.threads = os.cpu_count() or 1
+    if args.device is None:
+        import torch
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if args.steps < 1 or args.batch < 1 or args.warmup < 0:
+        raise SystemExit('--steps and --batch must be >= 1, --warmup >= 0')
+    if not 0 < args.num_masked < 196:
+        raise SystemExit('--num-masked must be in 1..195')
+
+    if args.worker:
+        run_worker(args.worker, args)
+        return
+
+    impls = [i.strip() for i in args.impls.split(',') if i.strip()]
+    for i in impls:
+        if i not in IMPLS:
+            raise SystemExit(f'unknown impl {i!r}; choose from {IMPLS}')
+    results = [_run_impl(i, args) for i in impls]
+    _print_table(results, args)
+    ratios = _ratios(results)
+    if ratios:
+        print()
+        print(f'mmcae/mmpretrain: throughput x{ratios["throughput"]:.2f}, '
+              f'peak memory x{ratios["peak_memory"]:.2f} '
+              f'(model+activations x{ratios["model_act_memory"]:.2f})')
+    if args.json:
+        out = dict(
+            config=dict(
+                arch=args.arch,
+                batch=args.batch,
+                steps=args.steps,
+                warmup=args.warmup,
+                device=args.device,
+                threads=args.threads,
+                num_masked=args.num_masked,
+                drop_path=args.drop_path,
+                seed=args.seed),
+            results=results,
+            ratios=ratios)
+        d = os.path.dirname(os.path.abspath(args.json))
+        os.makedirs(d, exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(out, f, indent=2)
+        print(f'wrote {args.json}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,94 @@
+"""Convert OpenAI's DALL-E dVAE ``encoder.pkl`` to mmcae's DALLEEncoder format.
+
+Usage::
+
+    python tools/model_converters/dalle_to_mmcae.py encoder.pkl \
+        checkpoints/dalle_encoder.pth
+
+``encoder.pkl`` (https://cdn.openai.com/dall-e/encoder.pkl) is a whole
+pickled ``dall_e.encoder.Encoder``. It is read with mmcae's restricted
+unpickler: no code from the pickle runs and ``dall_e`` is not needed. The
+output is ``torch.save({'state_dict': ..., 'meta': {...}})``, loadable with
+``torch.load(..., weights_only=True)``; it is written to a temporary file,
+checked by loading it into ``DALLEEncoder``, then moved into place.
+"""
+import argparse
+import hashlib
+import os
+import os.path as osp
+import sys
+import tempfile
+import time
+
+try:
+    import mmcae  # noqa: F401
+except ImportError:  # running from a checkout that is not installed
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..',
+                                            '..')))
+
+import torch  # noqa: E402
+
+from mmcae.models.target_generators.dalle import (  # noqa: E402
+    DALLEEncoder, check_state_dict, convert_openai_dalle_encoder)
+
+
+def sha256(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Convert OpenAI's DALL-E encoder.pkl to mmcae's "
+        'DALLEEncoder checkpoint (without unpickling code).')
+    parser.add_argument('src', help="OpenAI's encoder.pkl")
+    parser.add_argument('dst', help='output .pth path')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    state_dict = convert_openai_dalle_encoder(args.src)
+
+    # verify against a freshly built encoder (keys and shapes)
+    reference = DALLEEncoder(random_init=True).state_dict()
+    check_state_dict(reference, state_dict, args.src)
+    del reference
+
+    meta = dict(
+        source=osp.basename(args.src),
+        source_sha256=sha256(args.src),
+        source_url='https://cdn.openai.com/dall-e/encoder.pkl',
+        converter='tools/model_converters/dalle_to_mmcae.py',
+        format='mmcae.DALLEEncoder',
+        # str(): a TorchVersion object is not weights_only-loadable
+        torch_version=str(torch.__version__),
+    )
+    dst = osp.abspath(args.dst)
+    os.makedirs(osp.dirname(dst), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=osp.basename(dst) + '.', suffix='.tmp', dir=osp.dirname(dst))
+    os.close(fd)
+    try:
+        torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
+        DALLEEncoder(checkpoint=tmp)  # round trip through the real loader
+        os.replace(tmp, dst)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+    n_params = sum(v.numel() for v in state_dict.values())
+    print(f'converted {args.src} -> {args.dst}: {len(state_dict)} tensors, '
+          f'{n_params / 1e6:.2f}M parameters, '
+          f'{osp.getsize(dst) / 2**20:.1f} MiB, '
+          f'source sha256 {meta["source_sha256"][:12]}..., '
+          f'{time.time() - start:.1f}s')
+
+
+if __name__ == '__main__':
+    main()

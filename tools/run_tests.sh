@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# README command 2: set up the environment (idempotent) and run the tests.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash tools/setup_env.sh
+exec "$ROOT/.venv/bin/python" -m pytest tests -q -p no:cacheprovider "$@"
