@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 # Running from a checkout without `pip install -e .` still finds mmcae.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmcae.utils import setup_safe_torch_load  # noqa: E402
+from mmcae.utils import check_data_roots, setup_safe_torch_load  # noqa: E402
 
 
 def parse_args():
@@ -124,6 +124,7 @@ def main():
     setup_safe_torch_load()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_data_roots(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

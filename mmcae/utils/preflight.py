@@ -1,0 +1,40 @@
+"""Checks run before a Runner is built, so that bad settings fail early
+with a message naming the config key, instead of deep inside a worker."""
+import os
+import os.path as osp
+
+__all__ = ['check_data_roots']
+
+# Datasets that create their data on first use.
+_SELF_GENERATING = {'EmbeddedScenes'}
+
+
+def _datasets(cfg_ds, key):
+    if cfg_ds is None:
+        return
+    t = cfg_ds.get('type', '')
+    if t in ('ConcatDataset', ) or 'datasets' in cfg_ds:
+        for i, d in enumerate(cfg_ds.get('datasets', [])):
+            yield from _datasets(d, f'{key}.datasets[{i}]')
+    elif 'dataset' in cfg_ds:  # wrappers such as RepeatDataset
+        yield from _datasets(cfg_ds['dataset'], f'{key}.dataset')
+    else:
+        yield key, cfg_ds
+
+
+def check_data_roots(cfg):
+    """Raise FileNotFoundError naming the config key and the missing path."""
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dl = cfg.get(loader)
+        if not dl:
+            continue
+        for key, ds in _datasets(dl.get('dataset'), f'{loader}.dataset'):
+            if ds.get('type') in _SELF_GENERATING:
+                continue
+            root = ds.get('data_root')
+            if root and not osp.isdir(root):
+                raise FileNotFoundError(
+                    f'{key}.data_root = {root!r} does not exist '
+                    f'(cwd: {os.getcwd()}). Put the dataset there (see '
+                    "README, 'Running on ImageNet') or override it with "
+                    f'--cfg-options {key}.data_root=/path/to/data')
