@@ -30,6 +30,9 @@ def parse_args():
     p.add_argument('--skip-train', action='store_true',
                    help='reuse the last checkpoint in --work-dir')
     p.add_argument('--probe-epochs', type=int, default=100)
+    p.add_argument('--probe-feature', default='cls',
+                   choices=['cls', 'mean', 'cls+mean'],
+                   help='frozen features for the linear probe')
     p.add_argument('--cfg-options', nargs='+', default=[],
                    help='passed on to tools/train.py')
     return p.parse_args()
@@ -70,6 +73,11 @@ def main():
     from mmcae.visualization import reconstruction_figure, skimage_photos
 
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        from mmengine.config import DictAction
+        ns = argparse.Namespace()
+        DictAction(option_strings=[], dest='opts')(None, ns, args.cfg_options)
+        cfg.merge_from_dict(ns.opts)
     ckpt = last_checkpoint(args.work_dir)
 
     torch.manual_seed(0)
@@ -93,14 +101,17 @@ def main():
     for name, enc in (('pretrained', model.backbone),
                       ('random init', random_model.backbone)):
         t0 = time.time()
-        ftr, ytr = extract_features(enc, splits['train'])
-        fva, yva = extract_features(enc, splits['val'])
+        ftr, ytr = extract_features(enc, splits['train'],
+                                    feature=args.probe_feature)
+        fva, yva = extract_features(enc, splits['val'],
+                                    feature=args.probe_feature)
         r = train_linear_probe(ftr, ytr, fva, yva, num_classes,
                                epochs=args.probe_epochs)
         r['seconds'] = time.time() - t0
         results[name] = r
     print()
-    print('  linear probe (cls token, BN + Linear), embedded val split')
+    print(f'  linear probe ({args.probe_feature} features, BN + Linear), '
+          'embedded val split')
     print('  encoder       | val top-1 | train top-1')
     print('  --------------+-----------+------------')
     for name, r in results.items():

@@ -19,6 +19,7 @@ __all__ = ['extract_features', 'train_linear_probe']
 
 @torch.no_grad()
 def extract_features(encoder: nn.Module, dataset, batch_size: int = 128,
+                     feature: str = 'cls',
                      mean=(123.675, 116.28, 103.53),
                      std=(58.395, 57.12, 57.375)) -> Tuple[torch.Tensor,
                                                             torch.Tensor]:
@@ -26,7 +27,15 @@ def extract_features(encoder: nn.Module, dataset, batch_size: int = 128,
 
     The dataset's pipeline must end with ``PackInputs`` (uint8 CHW RGB or
     BGR as loaded; ``LoadImageFromFile`` gives BGR, flipped here to RGB).
+
+    Args:
+        feature: ``'cls'`` (the official linear probe's cls token after the
+            final norm), ``'mean'`` (mean of the patch tokens) or
+            ``'cls+mean'`` (both, concatenated).
     """
+    if feature not in ('cls', 'mean', 'cls+mean'):
+        raise ValueError(f"feature must be 'cls', 'mean' or 'cls+mean', "
+                         f'got {feature!r}')
     was_training = encoder.training
     encoder.eval()
     mean_t = torch.tensor(mean).view(1, 3, 1, 1)
@@ -39,7 +48,10 @@ def extract_features(encoder: nn.Module, dataset, batch_size: int = 128,
         img = torch.stack([it['inputs'] for it in items]).float()
         img = img.flip(1)  # BGR (cv2) -> RGB
         img = (img - mean_t) / std_t
-        feats.append(encoder(img)[:, 0].float())
+        tokens = encoder(img).float()
+        cls, patches = tokens[:, 0], tokens[:, 1:].mean(1)
+        feats.append({'cls': cls, 'mean': patches,
+                      'cls+mean': torch.cat([cls, patches], 1)}[feature])
         labels.append(
             torch.cat([it['data_samples'].gt_label for it in items]))
     encoder.train(was_training)

@@ -69,6 +69,14 @@ def parse_args(argv=None):
                    help='also break a step down into phases (target '
                    'generator, forward, backward, optimizer) and list the '
                    "top ops of mmcae's step (torch.profiler)")
+    p.add_argument('--rounds', type=int, default=1,
+                   help='fresh processes per implementation, run '
+                   'interleaved (A B, B A, ...) and pooled; more rounds '
+                   'even out a machine shared with other work')
+    p.add_argument('--stat', default='median',
+                   choices=('median', 'mean', 'min'),
+                   help='step-time statistic behind img/s and the ratios '
+                   '(min = best step, the least sensitive to other load)')
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--worker', choices=IMPLS, default=None,
                    help=argparse.SUPPRESS)
@@ -286,12 +294,13 @@ def run_worker(impl, args):
             first = {k: float(v) for k, v in losses.items()}
     _sync(device)
 
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         losses = step()
         _sync(device)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         if first is None:
             first = {k: float(v) for k, v in losses.items()}
     last = {k: float(v) for k, v in losses.items()}
@@ -301,8 +310,6 @@ def run_worker(impl, args):
     else:
         peak = _peak_rss_bytes()
 
-    med = sorted(times)[len(times) // 2]
-    mean = sum(times) / len(times)
     result = dict(
         impl=impl,
         device=str(device),
@@ -312,9 +319,7 @@ def run_worker(impl, args):
         params_total=n_total,
         params_target_generator=n_target,
         step_times_s=times,
-        step_mean_s=mean,
-        step_median_s=med,
-        img_per_s=args.batch / mean,
+        step_cpu_times_s=cpu_times,
         mem_peak_bytes=peak,
         mem_before_build_bytes=mem_before,
         mem_model_act_bytes=peak - mem_before,
@@ -425,6 +430,43 @@ def _run_impl(impl, args):
     return result
 
 
+def _median(x):
+    x = sorted(x)
+    n = len(x)
+    return x[n // 2] if n % 2 else (x[n // 2 - 1] + x[n // 2]) / 2
+
+
+def _pool(runs, args):
+    """Merge the rounds of one implementation: step times pooled, memory
+    the largest peak seen (a fresh process each round)."""
+    r = dict(runs[0])
+    times = [t for x in runs for t in x['step_times_s']]
+    cpu = [t for x in runs for t in x['step_cpu_times_s']]
+    worst = max(runs, key=lambda x: x['mem_peak_bytes'])
+    r.update(
+        rounds=len(runs),
+        step_times_s=times,
+        step_cpu_times_s=cpu,
+        step_mean_s=sum(times) / len(times),
+        step_median_s=_median(times),
+        step_min_s=min(times),
+        cpu_s_per_step=_median(cpu),
+        # process CPU time / (wall time * threads): well below 1 means the
+        # worker was waiting for cores taken by other processes
+        cpu_utilisation=sum(cpu) / (sum(times) * args.threads),
+        mem_peak_bytes=worst['mem_peak_bytes'],
+        mem_before_build_bytes=worst['mem_before_build_bytes'],
+        mem_model_act_bytes=worst['mem_model_act_bytes'],
+        worker_wall_s=[x['worker_wall_s'] for x in runs])
+    r['img_per_s'] = args.batch / r[f'step_{args.stat}_s']
+    if runs[0].get('phases'):
+        r['phases'] = {
+            k: sum(x['phases'][k] for x in runs) / len(runs)
+            for k in runs[0]['phases']
+        }
+    return r
+
+
 def _mib(b):
     return b / 2**20
 
@@ -437,21 +479,29 @@ def _print_table(results, args):
     print(f'CAE pretraining step, arch={args.arch}, batch={args.batch}, '
           f'{args.num_masked}/196 masked ({results[0]["mask"]} masks), '
           f'device={dev}, threads={args.threads}, '
-          f'{args.warmup} warmup + {args.steps} timed steps')
+          f'{args.warmup} warmup + {args.steps} timed steps x '
+          f'{args.rounds} round(s); img/s from the {args.stat} step')
     print(f'memory: {mem_kind}; "model+act" = peak minus memory right '
           'before the model is built')
-    hdr = (f'{"impl":<11} {"step mean (s)":>13} {"median (s)":>10} '
-           f'{"img/s":>8} {"peak MiB":>9} {"model+act MiB":>13} '
-           f'{"train params":>12} {"all params":>11}')
+    hdr = (f'{"impl":<11} {"mean s":>7} {"median s":>8} {"min s":>7} '
+           f'{"img/s":>7} {"cpu s":>7} {"util":>5} {"peak MiB":>9} '
+           f'{"model+act MiB":>13} {"grad params":>11} {"all params":>10}')
     print(hdr)
     print('-' * len(hdr))
     for r in results:
-        print(f'{r["impl"]:<11} {r["step_mean_s"]:>13.3f} '
-              f'{r["step_median_s"]:>10.3f} {r["img_per_s"]:>8.2f} '
+        print(f'{r["impl"]:<11} {r["step_mean_s"]:>7.3f} '
+              f'{r["step_median_s"]:>8.3f} {r["step_min_s"]:>7.3f} '
+              f'{r["img_per_s"]:>7.2f} {r["cpu_s_per_step"]:>7.2f} '
+              f'{r["cpu_utilisation"]:>5.2f} '
               f'{_mib(r["mem_peak_bytes"]):>9.0f} '
               f'{_mib(r["mem_model_act_bytes"]):>13.0f} '
-              f'{r["params_trainable"] / 1e6:>11.2f}M '
-              f'{r["params_total"] / 1e6:>10.2f}M')
+              f'{r["params_trainable"] / 1e6:>10.2f}M '
+              f'{r["params_total"] / 1e6:>9.2f}M')
+    print('  cpu s: median process CPU seconds per step; util: CPU time / '
+          '(wall x threads), < ~0.9 means other load took cores;')
+    print('  grad params: parameters with requires_grad (MMPretrain\'s '
+          'DALL-E weights are nn.Parameters left requires_grad=True, so '
+          'they count there although they never get a gradient)')
     for r in results:
         lf = ', '.join(f'{k}={v:.4f}' for k, v in r['loss_first'].items())
         print(f'  {r["impl"]} first losses: {lf}')
@@ -492,8 +542,10 @@ def main(argv=None):
     if args.device is None:
         import torch
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if args.steps < 1 or args.batch < 1 or args.warmup < 0:
-        raise SystemExit('--steps and --batch must be >= 1, --warmup >= 0')
+    if (args.steps < 1 or args.batch < 1 or args.warmup < 0
+            or args.rounds < 1):
+        raise SystemExit('--steps, --batch and --rounds must be >= 1, '
+                         '--warmup >= 0')
     if not 0 < args.num_masked < 196:
         raise SystemExit('--num-masked must be in 1..195')
 
@@ -505,12 +557,17 @@ def main(argv=None):
     for i in impls:
         if i not in IMPLS:
             raise SystemExit(f'unknown impl {i!r}; choose from {IMPLS}')
-    results = [_run_impl(i, args) for i in impls]
+    runs = {i: [] for i in impls}
+    for r in range(max(1, args.rounds)):
+        for i in (impls if r % 2 == 0 else impls[::-1]):
+            runs[i].append(_run_impl(i, args))
+    results = [_pool(runs[i], args) for i in impls]
     _print_table(results, args)
     ratios = _ratios(results)
     if ratios:
         print()
-        print(f'mmcae/mmpretrain: throughput x{ratios["throughput"]:.2f}, '
+        print(f'mmcae/mmpretrain: throughput x{ratios["throughput"]:.2f}'
+              f' ({args.stat} step), '
               f'peak memory x{ratios["peak_memory"]:.2f} '
               f'(model+activations x{ratios["model_act_memory"]:.2f})')
     if args.json:
@@ -524,7 +581,9 @@ def main(argv=None):
                 threads=args.threads,
                 num_masked=args.num_masked,
                 drop_path=args.drop_path,
-                seed=args.seed),
+                seed=args.seed,
+                rounds=args.rounds,
+                stat=args.stat),
             results=results,
             ratios=ratios)
         d = os.path.dirname(os.path.abspath(args.json))
