@@ -327,3 +327,14 @@ def test_mask_size_mismatch_is_reported():
     with pytest.raises(ValueError, match='mask has 9 patches.*16'):
         model.loss(x, samples(torch.zeros(1, 9, dtype=torch.bool)))
 
+
+
+def test_unequal_mask_counts_are_reported():
+    model = tiny_cae()
+    x = torch.randn(2, 3, 32, 32)
+    mask = random_mask(2, 16, 8)
+    mask[1, ~mask[1]] = True  # image 1: all 16 masked
+    with pytest.raises(ValueError, match=r'same number.*\[8, 16\]'):
+        model.loss(x, samples(mask))
+    with pytest.raises(ValueError, match='same number'):
+        model.backbone(x, mask)

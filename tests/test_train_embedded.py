@@ -11,7 +11,7 @@ from mmcae.utils import safe_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMBEDDED = os.path.join(ROOT, 'configs', 'cae',
-                        'cae_vit-tiny-p8_1xb64-coslr-30e_embedded.py')
+                        'cae_vit-demo-p8_1xb64-coslr-60e_embedded.py')
 
 
 def small_cfg(work_dir, data_root, max_epochs=2):

@@ -20,7 +20,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'cae',
-                          'cae_vit-tiny-p8_1xb64-coslr-30e_embedded.py')
+                          'cae_vit-demo-p8_1xb64-coslr-60e_embedded.py')
 
 
 def parse_args():
@@ -30,7 +30,7 @@ def parse_args():
     p.add_argument('--skip-train', action='store_true',
                    help='reuse the last checkpoint in --work-dir')
     p.add_argument('--probe-epochs', type=int, default=100)
-    p.add_argument('--probe-feature', default='cls',
+    p.add_argument('--probe-feature', default='mean',
                    choices=['cls', 'mean', 'cls+mean'],
                    help='frozen features for the linear probe')
     p.add_argument('--cfg-options', nargs='+', default=[],

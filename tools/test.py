@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmcae.utils import check_data_roots, setup_safe_torch_load  # noqa: E402
+from mmcae.utils import (check_data_roots, setup_safe_torch_load,  # noqa: E402
+                         use_gloo_without_cuda)
 
 
 def parse_args():
@@ -60,6 +61,7 @@ def main():
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
     check_data_roots(cfg)
+    use_gloo_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     print(metrics)

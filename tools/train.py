@@ -14,7 +14,8 @@ from mmengine.runner import Runner
 # Running from a checkout without `pip install -e .` still finds mmcae.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmcae.utils import check_data_roots, setup_safe_torch_load  # noqa: E402
+from mmcae.utils import (check_data_roots, setup_safe_torch_load,  # noqa: E402
+                         use_gloo_without_cuda)
 
 
 def parse_args():
@@ -125,6 +126,7 @@ def main():
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     check_data_roots(cfg)
+    use_gloo_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 __all__ = [
     'build_2d_sincos_pos_embed', 'PatchEmbed', 'Attention', 'CrossAttention',
     'Mlp', 'DropPath', 'Block', 'RegressorBlock', 'gather_tokens',
+    'check_equal_counts',
     'to_2tuple'
 ]
 
@@ -60,8 +61,20 @@ def build_2d_sincos_pos_embed(grid_size: Tuple[int, int],
     return pos
 
 
+def check_equal_counts(keep: torch.Tensor):
+    """Every image must keep the same number of tokens (one host sync)."""
+    counts = keep.sum(1)
+    if counts.numel() and not bool((counts == counts[0]).all()):
+        raise ValueError('every image must have the same number of masked '
+                         f'patches; got per-image counts {counts.tolist()}')
+
+
 def gather_tokens(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Select the tokens where ``keep`` is True, the same number per image.
+
+    The equal-count precondition is checked once per step by the callers
+    (:func:`check_equal_counts`), not here: on a GPU every check is a host
+    sync, and this runs several times per step.
 
     Args:
         x: (B, N, C) tokens.
@@ -70,10 +83,6 @@ def gather_tokens(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         (B, K, C) in the original token order.
     """
     B, N, C = x.shape
-    counts = keep.sum(1)
-    if counts.numel() and not bool((counts == counts[0]).all()):
-        raise ValueError('every image must keep the same number of patches; '
-                         f'got per-image counts {counts.tolist()}')
     return x[keep].reshape(B, -1, C)
 
 

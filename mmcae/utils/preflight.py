@@ -3,7 +3,7 @@ with a message naming the config key, instead of deep inside a worker."""
 import os
 import os.path as osp
 
-__all__ = ['check_data_roots']
+__all__ = ['check_data_roots', 'use_gloo_without_cuda']
 
 # Datasets that create their data on first use.
 _SELF_GENERATING = {'EmbeddedScenes'}
@@ -38,3 +38,16 @@ def check_data_roots(cfg):
                     f'(cwd: {os.getcwd()}). Put the dataset there (see '
                     "README, 'Running on ImageNet') or override it with "
                     f'--cfg-options {key}.data_root=/path/to/data')
+
+
+def use_gloo_without_cuda(cfg):
+    """NCCL needs GPUs: fall back to gloo for CPU-only distributed runs."""
+    if cfg.get('launcher', 'none') == 'none':
+        return
+    import torch
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl' and \
+            not torch.cuda.is_available():
+        print('[mmcae] no CUDA device: using the gloo backend instead of '
+              'nccl for this distributed run', flush=True)
+        dist_cfg['backend'] = 'gloo'

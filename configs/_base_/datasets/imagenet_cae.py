@@ -17,9 +17,9 @@ data_preprocessor = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5),
-    # 224 for the encoder, 112 (lanczos) for the tokenizer: one crop box,
-    # two resolutions, as the official RandomResizedCropAndInterpolation-
-    # WithTwoPic (MMPretrain's transform of the same name is exact).
+    # 224 (bicubic) for the encoder, 112 (lanczos) for the tokenizer: one
+    # crop box, two resolutions.  Reused from MMPretrain, whose transform is
+    # a port of the official RandomResizedCropAndInterpolationWithTwoPic.
     dict(
         type='RandomResizedCropAndInterpolationWithTwoPic',
         size=224,

@@ -14,7 +14,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import patchify, unpatchify
+from ..layers import check_equal_counts, patchify, unpatchify
 
 __all__ = ['ContextAutoencoder']
 
@@ -79,6 +79,7 @@ class ContextAutoencoder(BaseSelfSupervisor):
             raise ValueError(
                 f'the mask has {mask.shape[1]} patches but the input image '
                 f'has {num_patches}: check the mask generator\'s input_size')
+        check_equal_counts(mask)
         return mask
 
     def forward_latents(self, img: torch.Tensor, mask: torch.Tensor):
@@ -158,6 +159,7 @@ class ContextAutoencoder(BaseSelfSupervisor):
             raise TypeError('reconstruct() needs a pixel prediction head, '
                             f'got {type(self.head).__name__}')
         mask = mask.flatten(1).bool()
+        check_equal_counts(mask)
         grid = self.backbone.patch_embed.grid_size(img.shape)
         out = self.forward_latents(img, mask)
         pred = self.predict_targets(out['latent_pred'], out['pos_masked'])

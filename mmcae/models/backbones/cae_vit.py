@@ -7,7 +7,8 @@ from mmengine.model import BaseModule
 
 from ...registry import ROOT_MODELS
 from ..layers import (Block, PatchEmbed, build_2d_sincos_pos_embed,
-                      drop_path_rates, gather_tokens, init_linear_xavier,
+                      check_equal_counts, drop_path_rates, gather_tokens,
+                      init_linear_xavier,
                       to_2tuple)
 
 __all__ = ['CAEViT', 'CAE_ARCHS']
@@ -163,6 +164,7 @@ class CAEViT(BaseModule):
                     f'mask has {mask.shape[1]} patches but the '
                     f'{tuple(x.shape[-2:])} input has {tokens.shape[1]}')
             keep = ~mask
+            check_equal_counts(keep)
         return self.forward_tokens(tokens, keep)
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):

@@ -1,16 +1,20 @@
 # The main job: CAE with a pixel target on mmcae's embedded procedural
-# scenes (64x64, 6 classes), sized to pretrain on a 2-core CPU in minutes.
-# Same algorithm and recipe shape as the ImageNet configs (AdamW,
-# no decay on norms/biases/tokens, clip 3.0, warmup + cosine, lambda = 2),
-# smaller ViT (192-d, 6 layers, 8x8 patches) and 50 % block masking.
+# scenes (64x64, 6 classes), sized to pretrain on a 2-core CPU in about
+# 7 minutes.  Same algorithm and recipe shape as the ImageNet configs
+# (AdamW, no decay on norms/biases/tokens, clip 3.0, warmup + cosine,
+# lambda = 2), a small ViT (128-d, 4 layers, 4 heads, 8x8 patches; regressor
+# and decoder 1 block each) and 50 % block masking.  On this budget a
+# smaller model trained for more steps beats a 192-d 6-layer one trained for
+# fewer (linear probe, mean-pooled features: +12.8 vs +6.2 points over
+# random init, measured on the 2-core machine).
 _base_ = ['../_base_/default_runtime.py']
 
 data_root = 'data/embedded_scenes'
 img_size = 64
 patch_size = 8
 grid = img_size // patch_size
-embed_dims = 192
-num_heads = 3
+embed_dims = 128
+num_heads = 4
 
 model = dict(
     type='ContextAutoencoder',
@@ -21,7 +25,7 @@ model = dict(
         to_rgb=True),
     backbone=dict(
         type='CAEViT',
-        arch=dict(embed_dims=embed_dims, depth=6, num_heads=num_heads),
+        arch=dict(embed_dims=embed_dims, depth=4, num_heads=num_heads),
         img_size=img_size,
         patch_size=patch_size,
         drop_path_rate=0.0,
@@ -29,13 +33,13 @@ model = dict(
     regressor=dict(
         type='LatentContextualRegressor',
         embed_dims=embed_dims,
-        depth=2,
+        depth=1,
         num_heads=num_heads,
         layer_scale_init_value=0.1),
     decoder=dict(
         type='CAEDecoder',
         embed_dims=embed_dims,
-        depth=2,
+        depth=1,
         num_heads=num_heads,
         layer_scale_init_value=0.1),
     head=dict(
@@ -76,7 +80,7 @@ train_dataloader = dict(
         img_size=img_size,
         pipeline=train_pipeline))
 
-max_epochs = 30
+max_epochs = 60
 warmup_epochs = 3
 optim_wrapper = dict(
     type='OptimWrapper',
