@@ -71,3 +71,30 @@ def test_token_recipe_trains_on_embedded_scenes(tmp_path):
     assert losses[-1] < losses[0] - 0.5
     for k, v in model.target_generator.state_dict().items():
         assert torch.equal(v, dalle_before[k]), k
+
+
+def test_checkpoints_leave_out_the_frozen_tokenizer(tmp_path):
+    torch.manual_seed(0)
+    dalle = tmp_path / 'dalle.pth'
+    torch.save({'state_dict': DALLEEncoder(random_init=True).state_dict()},
+               dalle)
+    cfg = Config.fromfile(B300).model.copy()
+    cfg.backbone.update(arch=dict(embed_dims=32, depth=1, num_heads=2),
+                        img_size=32)
+    for k in ('regressor', 'decoder'):
+        cfg[k].update(embed_dims=32, num_heads=2, depth=1)
+    cfg.head.embed_dims = 32
+    cfg.target_generator = dict(type='DALLEEncoder', checkpoint=str(dalle))
+    a = MODELS.build(cfg)
+    sd = a.state_dict()
+    assert not any(k.startswith('target_generator.') for k in sd)
+    assert any(k.startswith('backbone.blocks.0') for k in sd)
+    b = MODELS.build(cfg)
+    res = b.load_state_dict(sd, strict=True)
+    assert not res.missing_keys and not res.unexpected_keys
+    for k, v in a.state_dict().items():
+        assert torch.equal(b.state_dict()[k], v), k
+    # the tokenizer keeps the weights of its own file
+    ref = torch.load(dalle, weights_only=True)['state_dict']
+    for k, v in ref.items():
+        assert torch.equal(b.target_generator.state_dict()[k], v), k

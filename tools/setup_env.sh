@@ -30,6 +30,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
+# pip with this machine's index settings warns once per missing mirror
+# folder; keep those lines out of the log, keep pip's exit status.
+pip_install() {
+    "${PIP[@]}" install "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+    return "${PIPESTATUS[0]}"
+}
 
 # A stamp over everything that decides the environment's contents: when it
 # matches, the environment is already what this script would build.
@@ -40,8 +46,8 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ] && [ "${MMCAE_FORCE_
     exit 0
 fi
 
-"${PIP[@]}" install -q "pip>=23" "setuptools>=77,<81" wheel "numpy<2"
-"${PIP[@]}" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+pip_install -q "pip>=23" "setuptools>=77,<81" wheel "numpy<2"
+pip_install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 
 # ---------------------------------------------------------------- mmcv ----
 PYTAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
@@ -57,7 +63,7 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     SRC="$BUILD/mmcv-$MMCV_VERSION"
     # torch>=2.14 headers use C++20 features.
     sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
-    "${PIP[@]}" install -q ninja "packaging" "addict" "pyyaml" "yapf" "opencv-python-headless<4.11" "mmengine==0.10.7"
+    pip_install -q ninja "packaging" "addict" "pyyaml" "yapf" "opencv-python-headless<4.11" "mmengine==0.10.7"
     # Build in a subshell outside $SRC: Python started inside the source tree
     # would import its mmcv/ instead of the wheel.
     (cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
@@ -68,13 +74,13 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     mv "$WHEEL_DIR/.tmp-$(basename "$whl")" "$WHEEL_DIR/$(basename "$whl")"
     log "cached $(basename "$whl") in $WHEEL_DIR"
 fi
-"${PIP[@]}" install -q --no-deps "$(ls "$WHEEL_DIR"/mmcv-*.whl | head -n1)"
+pip_install -q --no-deps "$(ls "$WHEEL_DIR"/mmcv-*.whl | head -n1)"
 
 # ------------------------------------------- OpenMMLab stack + mmcae ----
-"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+pip_install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
     "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "mmcv==$MMCV_VERSION" \
     --find-links "$WHEEL_DIR"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+pip_install -q --no-deps --no-build-isolation -e "$ROOT"
 
 # ------------------------------------------------------------ check -----
 "$PY" - <<'PYCHECK'

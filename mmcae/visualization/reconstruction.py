@@ -69,7 +69,7 @@ def reconstruction_figure(model,
 
     n = len(images)
     fig, axes = plt.subplots(3, n, figsize=(1.8 * n, 5.6), squeeze=False)
-    rows = [('original', [torch.from_numpy(i) for i in images]),
+    rows = [('original', [torch.from_numpy(np.array(i)) for i in images]),
             ('masked', list(masked)), ('reconstruction', list(rec))]
     for r, (name, ims) in enumerate(rows):
         for c in range(n):

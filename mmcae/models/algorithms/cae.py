@@ -19,6 +19,21 @@ from ..layers import check_equal_counts, patchify, unpatchify
 __all__ = ['ContextAutoencoder']
 
 
+def _drop_target_generator(module, state_dict, prefix, local_metadata):
+    for k in [k for k in state_dict
+              if k.startswith(prefix + 'target_generator.')]:
+        del state_dict[k]
+
+
+def _keep_target_generator(module, state_dict, prefix, *args):
+    # Checkpoints without the frozen tokenizer load strictly: its weights
+    # stay those loaded from its own file.
+    for k, v in module.target_generator.state_dict(
+            prefix=prefix + 'target_generator.',
+            keep_vars=True).items():
+        state_dict.setdefault(k, v)
+
+
 @MODELS.register_module()
 class ContextAutoencoder(BaseSelfSupervisor):
     """CAE pretraining algorithm.
@@ -56,10 +71,14 @@ class ContextAutoencoder(BaseSelfSupervisor):
         self.regressor = MODELS.build(regressor)
         self.decoder = MODELS.build(decoder) if decoder else None
         self.alignment = MODELS.build(alignment)
-        if self.with_target_generator and not hasattr(
-                self.target_generator, 'get_codebook_indices'):
-            raise TypeError('target_generator must provide '
-                            'get_codebook_indices()')
+        if self.with_target_generator:
+            if not hasattr(self.target_generator, 'get_codebook_indices'):
+                raise TypeError('target_generator must provide '
+                                'get_codebook_indices()')
+            # The frozen tokenizer (205 MiB for DALL-E) is loaded from its
+            # own file; keep it out of every training checkpoint.
+            self.register_state_dict_post_hook(_drop_target_generator)
+            self.register_load_state_dict_pre_hook(_keep_target_generator)
 
     # -------------------------------------------------------------- helpers
     @staticmethod
