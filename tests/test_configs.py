@@ -29,6 +29,8 @@ def test_config_list_is_complete():
     names = {os.path.basename(p) for p in CONFIGS}
     for arch in ('small', 'base', 'large'):
         assert any(f'cae_vit-{arch}' in n for n in names), arch
+    for arch in ('tiny', 'small', 'base', 'large'):
+        assert any(f'caev2_vit-{arch}' in n for n in names), arch
     assert any('embedded' in n for n in names)
 
 
@@ -40,10 +42,12 @@ def test_config_builds_model(path, dalle_ckpt):
     assert 'mmcae' in cfg.custom_imports['imports']
     model_cfg = cfg.model.copy()
     tg = model_cfg.get('target_generator')
-    if tg is not None:
-        tg = dict(tg)
-        tg['checkpoint'] = dalle_ckpt
-        model_cfg['target_generator'] = tg
+    if tg is not None and tg['type'] == 'DALLEEncoder':
+        model_cfg['target_generator'] = dict(tg, checkpoint=dalle_ckpt)
+    elif tg is not None and tg['type'] == 'CLIPTeacher':
+        # no CLIP weights here: the same architecture, random weights
+        model_cfg['target_generator'] = dict(tg, checkpoint=None,
+                                             random_init=True)
     model = MODELS.build(model_cfg)
     enc = model.backbone
     # every recipe's encoder and regressor match in width or project
@@ -51,7 +55,19 @@ def test_config_builds_model(path, dalle_ckpt):
     assert reg.in_dims == enc.embed_dims
     assert (reg.encoder_to_regressor is None) == (
         reg.embed_dims == enc.embed_dims)
-    if 'in1k' in path:
+    if 'in1k' in path and os.path.basename(path).startswith('caev2'):
+        # CAE v2: mask ratio and regressor by model size, no decoder/align
+        mask_t = [t for t in cfg.train_dataloader.dataset.pipeline
+                  if t['type'] == 'BlockwiseMaskGenerator'][0]
+        expected = {'tiny': (30, 96, 1), 'small': (49, 384, 1),
+                    'base': (98, 768, 4), 'large': (98, 1024, 4)}
+        arch = cfg.model.backbone.arch
+        assert (mask_t['num_masking_patches'], reg.embed_dims,
+                len(reg.blocks)) == expected[arch], arch
+        assert not hasattr(model, 'decoder')
+        assert cfg.model.head.loss_on_visible and cfg.model.head.loss_on_masked
+        assert cfg.optim_wrapper.optimizer.lr == 1.5e-3
+    elif 'in1k' in path:
         # the official recipe: 98 masked of 196, drop path 0.1, lambda 2,
         # AdamW 1.5e-3, clip 3.0, wd 0.05, cosine to 1e-5
         mask_t = [t for t in cfg.train_pipeline

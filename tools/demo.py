@@ -19,14 +19,23 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'cae',
-                          'cae_vit-demo-p8_1xb64-coslr-60e_embedded.py')
+DEFAULT_CONFIGS = {
+    'cae': osp.join(ROOT, 'configs', 'cae',
+                    'cae_vit-demo-p8_1xb64-coslr-60e_embedded.py'),
+    'caev2': osp.join(ROOT, 'configs', 'caev2',
+                      'caev2_vit-demo-p8_1xb64-coslr-60e_embedded.py'),
+}
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--config', default=DEFAULT_CONFIG)
-    p.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'))
+    p.add_argument('--algorithm', default='cae', choices=sorted(
+        DEFAULT_CONFIGS), help='which embedded-default config to run')
+    p.add_argument('--config', default=None,
+                   help='overrides the --algorithm default config')
+    p.add_argument('--work-dir', default=None,
+                   help='default: work_dirs/demo (cae), work_dirs/demo_'
+                   '<algorithm> otherwise')
     p.add_argument('--skip-train', action='store_true',
                    help='reuse the last checkpoint in --work-dir')
     p.add_argument('--probe-epochs', type=int, default=100)
@@ -35,7 +44,36 @@ def parse_args():
                    help='frozen features for the linear probe')
     p.add_argument('--cfg-options', nargs='+', default=[],
                    help='passed on to tools/train.py')
-    return p.parse_args()
+    args = p.parse_args()
+    args.config = args.config or DEFAULT_CONFIGS[args.algorithm]
+    if args.work_dir is None:
+        args.work_dir = osp.join(
+            'work_dirs', 'demo' if args.algorithm == 'cae' else
+            f'demo_{args.algorithm}')
+    return args
+
+
+def ensure_random_teacher(cfg):
+    """No CLIP weights can be downloaded here: save a randomly initialised
+    teacher of the configured arch where the config expects its file."""
+    tg = cfg.model.get('target_generator')
+    if not tg or tg.get('type') != 'CLIPTeacher' or not tg.get('checkpoint'):
+        return
+    path = tg['checkpoint']
+    if osp.isfile(path):
+        return
+    import torch
+    from mmcae.models import CLIPTeacher
+    torch.manual_seed(0)
+    teacher = CLIPTeacher(random_init=True, arch=tg.get('arch', 'ViT-B/16'))
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = path + '.tmp'
+    torch.save({'state_dict': teacher.state_dict(),
+                'meta': {'note': 'random init: no CLIP weights here'}}, tmp)
+    os.replace(tmp, path)
+    print(f'[demo] no CLIP weights can be downloaded here: saved a randomly '
+          f'initialised CLIP teacher to {path} (the targets carry no CLIP '
+          'knowledge)', flush=True)
 
 
 def last_checkpoint(work_dir):
@@ -52,9 +90,19 @@ def main():
     t_start = time.time()
     os.makedirs(args.work_dir, exist_ok=True)
 
+    from mmengine.config import Config, DictAction
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        ns = argparse.Namespace()
+        DictAction(option_strings=[], dest='opts')(None, ns, args.cfg_options)
+        cfg.merge_from_dict(ns.opts)
+    import mmcae  # noqa: F401  (registers everything)
+    ensure_random_teacher(cfg)
+
     # ---------------------------------------------------------- pretrain --
     if not args.skip_train:
-        print(f'[demo] 1/3 pretraining CAE: {args.config}', flush=True)
+        print(f'[demo] 1/3 pretraining {cfg.model.type}: {args.config}',
+              flush=True)
         cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'),
                args.config, '--work-dir', args.work_dir]
         if args.cfg_options:
@@ -63,21 +111,11 @@ def main():
     t_train = time.time() - t_start
 
     import torch
-    from mmengine.config import Config
     from mmengine.runner import load_checkpoint
 
-    import mmcae  # noqa: F401  (registers everything)
     from mmcae.apis import extract_features, train_linear_probe
-    from mmcae.datasets.transforms import BlockwiseMaskGenerator
     from mmcae.registry import DATASETS, MODELS
-    from mmcae.visualization import reconstruction_figure, skimage_photos
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        from mmengine.config import DictAction
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest='opts')(None, ns, args.cfg_options)
-        cfg.merge_from_dict(ns.opts)
     ckpt = last_checkpoint(args.work_dir)
 
     torch.manual_seed(0)
@@ -120,32 +158,12 @@ def main():
     print(f'  pretrained - random = {gap:+.2f} points\n', flush=True)
 
     # ---------------------------------------------------- reconstruction --
-    print('[demo] 3/3 reconstruction figure', flush=True)
-    size = model.backbone.img_size
-    ph, pw = model.backbone.patch_size
-    grid = (size[0] // ph, size[1] // pw)
-    photos = skimage_photos(size)
-    import numpy as np
-    scenes = []
-    for i in range(4):
-        info = splits['val'].get_data_info(i)
-        from PIL import Image
-        scenes.append(np.asarray(Image.open(info['img_path']).convert('RGB')))
-    images = photos + scenes
-    gen = BlockwiseMaskGenerator(
-        input_size=grid,
-        num_masking_patches=grid[0] * grid[1] // 2,
-        min_num_patches=4)
-    import random
-    random.seed(0)
-    masks = torch.stack([
-        torch.from_numpy(gen.transform({})['mask']) for _ in images])
-    out_png = osp.join(args.work_dir, 'reconstruction.png')
-    reconstruction_figure(
-        model, images, masks, out_png,
-        titles=['astronaut', 'chelsea', 'coffee', 'rocket'] +
-        [f'scene {i}' for i in range(4)])
-    print(f'  wrote {out_png}')
+    out_png = None
+    if not hasattr(model.head, 'targets'):
+        print('[demo] 3/3 skipped: this model has no pixel head, so no '
+              'reconstruction figure', flush=True)
+    else:
+        out_png = reconstruction(args, model, splits)
 
     total = time.time() - t_start
     summary = dict(
@@ -153,6 +171,7 @@ def main():
         checkpoint=ckpt,
         linear_probe={k: dict(top1=v['top1'], train_top1=v['train_top1'])
                       for k, v in results.items()},
+        probe_feature=args.probe_feature,
         gap_points=gap,
         pretrain_seconds=t_train,
         total_seconds=total,
@@ -162,6 +181,41 @@ def main():
     print(f'[demo] done in {total / 60:.1f} min (pretraining '
           f'{t_train / 60:.1f} min); summary in '
           f'{osp.join(args.work_dir, "demo_summary.json")}')
+
+
+def reconstruction(args, model, splits):
+    import random
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from mmcae.datasets.transforms import BlockwiseMaskGenerator
+    from mmcae.visualization import reconstruction_figure, skimage_photos
+    print('[demo] 3/3 reconstruction figure', flush=True)
+    size = model.backbone.img_size
+    ph, pw = model.backbone.patch_size
+    grid = (size[0] // ph, size[1] // pw)
+    photos = skimage_photos(size)
+    scenes = []
+    for i in range(4):
+        info = splits['val'].get_data_info(i)
+        scenes.append(np.asarray(Image.open(info['img_path']).convert('RGB')))
+    images = photos + scenes
+    gen = BlockwiseMaskGenerator(
+        input_size=grid,
+        num_masking_patches=grid[0] * grid[1] // 2,
+        min_num_patches=4)
+    random.seed(0)
+    masks = torch.stack([
+        torch.from_numpy(gen.transform({})['mask']) for _ in images])
+    out_png = osp.join(args.work_dir, 'reconstruction.png')
+    reconstruction_figure(
+        model, images, masks, out_png,
+        titles=['astronaut', 'chelsea', 'coffee', 'rocket'] +
+        [f'scene {i}' for i in range(4)])
+    print(f'  wrote {out_png}')
+    return out_png
 
 
 if __name__ == '__main__':

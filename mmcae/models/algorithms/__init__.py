@@ -1,1 +1,2 @@
 from .cae import *  # noqa: F401,F403
+from .caev2 import *  # noqa: F401,F403

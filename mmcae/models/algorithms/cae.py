@@ -7,7 +7,7 @@
 Loss = reconstruction (DALL-E tokens, CE; or normalised pixels, MSE)
      + lambda * MSE(predicted masked latents, encoder(masked patches)).
 """
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
@@ -15,23 +15,10 @@ from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
 from ..layers import check_equal_counts, patchify, unpatchify
+from .utils import (keep_target_generator_out_of_checkpoints, split_views,
+                    stack_masks)
 
 __all__ = ['ContextAutoencoder']
-
-
-def _drop_target_generator(module, state_dict, prefix, local_metadata):
-    for k in [k for k in state_dict
-              if k.startswith(prefix + 'target_generator.')]:
-        del state_dict[k]
-
-
-def _keep_target_generator(module, state_dict, prefix, *args):
-    # Checkpoints without the frozen tokenizer load strictly: its weights
-    # stay those loaded from its own file.
-    for k, v in module.target_generator.state_dict(
-            prefix=prefix + 'target_generator.',
-            keep_vars=True).items():
-        state_dict.setdefault(k, v)
 
 
 @MODELS.register_module()
@@ -75,31 +62,7 @@ class ContextAutoencoder(BaseSelfSupervisor):
             if not hasattr(self.target_generator, 'get_codebook_indices'):
                 raise TypeError('target_generator must provide '
                                 'get_codebook_indices()')
-            # The frozen tokenizer (205 MiB for DALL-E) is loaded from its
-            # own file; keep it out of every training checkpoint.
-            self.register_state_dict_post_hook(_drop_target_generator)
-            self.register_load_state_dict_pre_hook(_keep_target_generator)
-
-    # -------------------------------------------------------------- helpers
-    @staticmethod
-    def _split_inputs(inputs) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        if isinstance(inputs, (list, tuple)):
-            return inputs[0], (inputs[1] if len(inputs) > 1 else None)
-        return inputs, None
-
-    @staticmethod
-    def _masks(data_samples: List[DataSample], num_patches: int,
-               device) -> torch.Tensor:
-        # PackInputs leaves algorithm keys as numpy arrays
-        mask = torch.stack([torch.as_tensor(ds.mask) for ds in data_samples])
-        mask = mask.to(device)
-        mask = mask.flatten(1).bool()
-        if mask.shape[1] != num_patches:
-            raise ValueError(
-                f'the mask has {mask.shape[1]} patches but the input image '
-                f'has {num_patches}: check the mask generator\'s input_size')
-        check_equal_counts(mask)
-        return mask
+            keep_target_generator_out_of_checkpoints(self)
 
     def forward_latents(self, img: torch.Tensor, mask: torch.Tensor):
         """Encoder -> regressor, plus the alignment target.
@@ -131,10 +94,10 @@ class ContextAutoencoder(BaseSelfSupervisor):
     # ----------------------------------------------------------------- loss
     def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
              data_samples: List[DataSample], **kwargs) -> Dict[str, torch.Tensor]:
-        img, target_img = self._split_inputs(inputs)
+        img, target_img = split_views(inputs)
         h, w = self.backbone.patch_embed.grid_size(img.shape)
         num_patches = h * w
-        mask = self._masks(data_samples, num_patches, img.device)
+        mask = stack_masks(data_samples, num_patches, img.device)
 
         out = self.forward_latents(img, mask)
         pred = self.predict_targets(out['latent_pred'], out['pos_masked'])
@@ -194,6 +157,6 @@ class ContextAutoencoder(BaseSelfSupervisor):
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """All tokens of the whole image, (B, 1 + N, C)."""
-        img, _ = self._split_inputs(inputs)
+        img, _ = split_views(inputs)
         return self.backbone(img)
 

@@ -48,6 +48,8 @@ class LatentContextualRegressor(BaseModule):
             (``encoder_to_regressor``) maps encoder outputs — and the
             alignment targets — to ``embed_dims``.
         depth: number of regressor blocks (4 for CAE, 1 for CAE v2).
+        final_norm: a LayerNorm on the predictions (CAE); CAE v2's
+            regressor has none (its head normalises instead).
     """
 
     def __init__(self,
@@ -61,6 +63,7 @@ class LatentContextualRegressor(BaseModule):
                  drop_path_rate=0.,
                  layer_scale_init_value: Optional[float] = 0.1,
                  in_dims: Optional[int] = None,
+                 final_norm: bool = True,
                  norm_eps=1e-6,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -87,7 +90,8 @@ class LatentContextualRegressor(BaseModule):
                 init_values=layer_scale_init_value,
                 norm_eps=norm_eps) for i in range(depth)
         ])
-        self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.norm = nn.LayerNorm(
+            embed_dims, eps=norm_eps) if final_norm else nn.Identity()
         init_linear_xavier(self)
         nn.init.trunc_normal_(self.mask_token, std=.02)
 
@@ -103,18 +107,21 @@ class LatentContextualRegressor(BaseModule):
         return gather_tokens(pos, ~mask), gather_tokens(pos, mask)
 
     def forward(self, visible: torch.Tensor, mask: torch.Tensor,
-                grid: Tuple[int, int]):
+                grid: Tuple[int, int], project: bool = True):
         """
         Args:
             visible: (B, Nv, in_dims) encoder outputs of the visible patches
                 (no cls token).
             mask: (B, N) bool, True = masked.
             grid: the patch grid (h, w), h * w == N.
+            project: apply :meth:`project` to ``visible`` (pass False when
+                the caller projected it already).
         Returns:
             tuple: latent predictions (B, Nm, C) after the final norm, and
             the masked patches' positions (B, Nm, C) for the decoder.
         """
-        visible = self.project(visible)
+        if project:
+            visible = self.project(visible)
         pos_vis, pos_mask = self.positions(mask, grid, visible)
         B, num_masked = mask.shape[0], pos_mask.shape[1]
         x = self.mask_token.expand(B, num_masked, -1).to(visible.dtype)

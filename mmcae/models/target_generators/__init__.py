@@ -1,1 +1,2 @@
 from .dalle import *  # noqa: F401,F403
+from .clip import *  # noqa: F401,F403

@@ -1,0 +1,94 @@
+"""CAE v2: CAE's encoder and regressor, supervised by CLIP features.
+
+    visible patches --encoder--> [cls, visible] --regressor--> masked
+    [cls, visible, masked] --LN + Linear + L2--> vs CLIP(image) per token
+
+No decoder and no alignment branch; the loss is 1 - cos on the visible
+tokens, the masked tokens, or both (the paper's supervision table).
+"""
+from typing import Dict, List
+
+import torch
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.structures import DataSample
+
+from ...registry import MODELS
+from ..layers import gather_tokens
+from .utils import (keep_target_generator_out_of_checkpoints, split_views,
+                    stack_masks)
+
+__all__ = ['CAEv2']
+
+
+@MODELS.register_module()
+class CAEv2(BaseSelfSupervisor):
+    """CAE v2 pretraining.
+
+    Args:
+        backbone: :class:`CAEViT` (the CAE encoder).
+        regressor: :class:`LatentContextualRegressor` with
+            ``final_norm=False`` (depth 1 for ViT-T/S, 4 for ViT-B).
+        head: :class:`CAEv2Head` (its switches pick the supervised tokens).
+        target_generator: :class:`CLIPTeacher`, frozen; it reads the second
+            input (the same pixels under CLIP's normalisation).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 regressor: dict,
+                 head: dict,
+                 target_generator: dict,
+                 data_preprocessor=None,
+                 init_cfg=None):
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            target_generator=target_generator,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self.regressor = MODELS.build(regressor)
+        keep_target_generator_out_of_checkpoints(self)
+
+    def predict_tokens(self, img: torch.Tensor, mask: torch.Tensor):
+        """(B, 1 + Nv + Nm, D) predictions in [cls, visible, masked] order."""
+        grid = self.backbone.patch_embed.grid_size(img.shape)
+        # (B, 1 + Nv, C); the masks were checked once in stack_masks
+        visible = self.backbone.forward_tokens(self.backbone.embed(img),
+                                               ~mask)
+        # project once: the regressor reads the projected visible tokens
+        visible = self.regressor.project(visible)
+        masked, _ = self.regressor(visible[:, 1:], mask, grid, project=False)
+        return self.head(torch.cat([visible, masked], dim=1)), visible.shape[1]
+
+    @staticmethod
+    def arrange_targets(feats: torch.Tensor, mask: torch.Tensor):
+        """CLIP tokens (B, 1 + N, D) -> [cls, visible, masked] order."""
+        patches = feats[:, 1:]
+        return torch.cat([
+            feats[:, :1],
+            gather_tokens(patches, ~mask),
+            gather_tokens(patches, mask)
+        ], dim=1)
+
+    def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        img, clip_img = split_views(inputs)
+        if clip_img is None:
+            raise ValueError('CAE v2 needs the CLIP-normalised view as a '
+                             'second input: use DualNormDataPreprocessor')
+        h, w = self.backbone.patch_embed.grid_size(img.shape)
+        mask = stack_masks(data_samples, h * w, img.device)
+        pred, num_visible = self.predict_tokens(img, mask)
+        with torch.no_grad():
+            feats = self.target_generator(clip_img)
+        if feats.shape[1] != 1 + h * w:
+            raise ValueError(
+                f'the CLIP teacher gives {feats.shape[1]} tokens for a '
+                f'{tuple(clip_img.shape[-2:])} view; the student has '
+                f'1 + {h * w}: give both views the same patch grid')
+        target = self.arrange_targets(feats, mask)
+        return dict(loss=self.head.loss(pred, target, num_visible))
+
+    def extract_feat(self, inputs):
+        img, _ = split_views(inputs)
+        return self.backbone(img)

@@ -1,0 +1,89 @@
+"""Convert OpenAI CLIP / open_clip weights to mmcae's CLIPTeacher format.
+
+Usage::
+
+    python tools/model_converters/clip_to_mmcae.py ViT-B-16.pt \
+        checkpoints/clip_vit-b-16_mmcae.pth
+
+``SRC`` is either OpenAI's released ``ViT-B-16.pt`` (a TorchScript archive,
+read with ``torch.jit.load(map_location='cpu')``; it is never unpickled) or an
+open_clip state dict (``torch.save(model.state_dict())``, or a checkpoint
+``{'state_dict': ...}`` possibly with a ``module.`` prefix), read with
+``torch.load(weights_only=True)``. Only the image tower (``visual.*``) is
+kept, cast to fp32, renamed to CLIPTeacher's names and checked; the arch is
+inferred from the shapes. The output is ``torch.save({'state_dict': ...,
+'meta': {...}})``, written to a temporary file, verified by loading it into
+``CLIPTeacher``, then moved into place (``os.replace``).
+"""
+import argparse
+import hashlib
+import os
+import os.path as osp
+import sys
+import tempfile
+import time
+
+try:
+    import mmcae  # noqa: F401
+except ImportError:  # running from a checkout that is not installed
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..',
+                                            '..')))
+
+import torch  # noqa: E402
+
+from mmcae.models.target_generators.clip import (  # noqa: E402
+    CLIPTeacher, arch_of_converted, convert_clip_visual)
+
+
+def sha256(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Convert OpenAI's CLIP ViT-B-16.pt (TorchScript) or an "
+        "open_clip state dict to mmcae's CLIPTeacher checkpoint.")
+    parser.add_argument('src', help="OpenAI's ViT-B-16.pt or an open_clip "
+                        'state dict')
+    parser.add_argument('dst', help='output .pth path')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    state_dict = convert_clip_visual(args.src)  # checks keys and shapes
+    arch = arch_of_converted(state_dict)
+    meta = dict(
+        source=osp.basename(args.src),
+        source_sha256=sha256(args.src),
+        arch=arch,
+        converter='tools/model_converters/clip_to_mmcae.py',
+        format='mmcae.CLIPTeacher',
+        torch_version=str(torch.__version__))
+
+    dst = osp.abspath(args.dst)
+    os.makedirs(osp.dirname(dst), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix='.' + osp.basename(dst) + '.', suffix='.tmp',
+        dir=osp.dirname(dst))
+    os.close(fd)
+    try:
+        torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
+        CLIPTeacher(checkpoint=tmp, arch=arch)  # round-trip check
+        os.replace(tmp, dst)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    n = sum(v.numel() for v in state_dict.values())
+    print(f'{args.src} -> {dst}: CLIP {arch} image tower, {len(state_dict)} '
+          f'tensors, {n / 1e6:.1f}M parameters, {time.time() - start:.1f}s')
+
+
+if __name__ == '__main__':
+    main()
