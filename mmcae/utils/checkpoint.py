@@ -43,11 +43,20 @@ MMENGINE_SAFE_GLOBALS = None
 
 
 def setup_safe_torch_load():
-    """Allow-list the data classes mmengine checkpoints hold (idempotent)."""
+    """Allow-list the data classes mmengine checkpoints hold, and route
+    mmengine's local checkpoint loading (``load_from``, ``--resume``,
+    ``init_cfg=Pretrained``) through :func:`safe_load` so that a refused
+    file is named in the error (idempotent)."""
     global MMENGINE_SAFE_GLOBALS
     if MMENGINE_SAFE_GLOBALS is None:
         MMENGINE_SAFE_GLOBALS = _numpy_globals() + _mmengine_globals()
         torch.serialization.add_safe_globals(MMENGINE_SAFE_GLOBALS)
+        from mmengine.runner.checkpoint import CheckpointLoader
+
+        @CheckpointLoader.register_scheme(prefixes='', force=True)
+        def load_from_local(filename, map_location):
+            return safe_load(os.path.expanduser(filename), map_location)
+
     return MMENGINE_SAFE_GLOBALS
 
 

@@ -1,0 +1,48 @@
+"""Checkpoints load through the weights-only allow-list: a payload is
+refused with an error naming the file, and never runs."""
+import os
+
+import pytest
+import torch
+from mmengine.runner import load_checkpoint
+
+from mmcae.utils import safe_load
+
+
+class Payload:
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_payload_checkpoint_is_refused_and_does_not_run(tmp_path):
+    marker = tmp_path / 'pwned'
+    bad = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)},
+                'meta': Payload(str(marker))}, bad)
+    with pytest.raises(RuntimeError, match='evil.pth'):
+        safe_load(str(bad))
+    # mmengine's own loader (load_from / --resume / init_cfg) goes the same
+    # way once mmcae is imported
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(RuntimeError, match='evil.pth'):
+        load_checkpoint(model, str(bad), map_location='cpu')
+    assert not marker.exists()
+
+
+def test_plain_checkpoint_loads_through_mmengine(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / 'ok.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {'epoch': 1}},
+               path)
+    other = torch.nn.Linear(2, 2)
+    load_checkpoint(other, str(path), map_location='cpu', strict=True)
+    torch.testing.assert_close(other.weight, model.weight)
+
+
+def test_missing_checkpoint_names_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nothere.pth'):
+        safe_load(str(tmp_path / 'nothere.pth'))
