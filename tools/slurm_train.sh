@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
 # Usage: [GPUS=32] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...]
 #        bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] [PY_ARGS...]
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# The project's .venv unless another environment is active (or PYTHON set).
+if [ -z "${PYTHON:-}" ]; then
+    if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
+        PYTHON="$ROOT/.venv/bin/python"
+    else
+        PYTHON=python
+    fi
+fi
 set -x
 
 PARTITION=$1
@@ -24,4 +33,4 @@ srun -p ${PARTITION} \
     --cpus-per-task=${CPUS_PER_TASK} \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    python -u "$(dirname "$0")/train.py" ${CONFIG} ${WORK_DIR_ARG} --launcher="slurm" ${PY_ARGS}
+    "$PYTHON" -u "$(dirname "$0")/train.py" ${CONFIG} ${WORK_DIR_ARG} --launcher="slurm" ${PY_ARGS}
