@@ -1,0 +1,82 @@
+"""CAE encoder checkpoints from other code bases -> mmcae's ``CAEViT``.
+
+mmcae's encoder uses the official CAE names, so the official layouts need
+prefix handling only; MMPretrain's ``CAEPretrainViT`` (BEiT) names are
+renamed.  Everything that is not the encoder (alignment/teacher copies,
+regressor, decoder, heads, tokenizer) is dropped.
+"""
+import re
+from collections import OrderedDict
+from typing import Dict, Tuple
+
+import torch
+
+__all__ = ['convert_cae_encoder', 'detect_cae_layout']
+
+# Non-encoder parts of the official (Atten4Vis, lxtGH), MMPretrain and
+# mmcae full checkpoints.
+_DROP = ('alignment_encoder.', 'teacher.', 'regresser.', 'decoder.',
+         'pretext_neck.', 'encoder_to_regresser', 'neck.', 'head.',
+         'target_generator.', 'regressor.', 'alignment.',
+         'data_preprocessor.', 'rd_pos_embed', 'mask_token')
+
+_MMPRETRAIN_RENAMES = [
+    (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
+    (r'^layers\.(\d+)\.ln1\.', r'blocks.\1.norm1.'),
+    (r'^layers\.(\d+)\.ln2\.', r'blocks.\1.norm2.'),
+    (r'^layers\.(\d+)\.ffn\.layers\.0\.0\.', r'blocks.\1.mlp.fc1.'),
+    (r'^layers\.(\d+)\.ffn\.layers\.1\.', r'blocks.\1.mlp.fc2.'),
+    (r'^layers\.(\d+)\.', r'blocks.\1.'),
+    (r'^ln1\.', 'norm.'),
+]
+
+
+def _unwrap(ckpt) -> Dict[str, torch.Tensor]:
+    if isinstance(ckpt, dict):
+        for key in ('state_dict', 'model', 'module'):
+            if key in ckpt and isinstance(ckpt[key], dict):
+                return _unwrap(ckpt[key])
+    return ckpt
+
+
+def detect_cae_layout(sd: Dict[str, torch.Tensor]) -> Tuple[str, str]:
+    """(layout, prefix) of the encoder inside a flat state dict."""
+    keys = list(sd)
+    for prefix in ('backbone.', 'encoder.', ''):
+        if any(k.startswith(prefix + 'layers.') for k in keys):
+            return 'mmpretrain', prefix
+        if any(k.startswith(prefix + 'blocks.') for k in keys):
+            return 'official', prefix
+    raise ValueError('no CAE encoder found: expected keys like '
+                     "'[backbone.|encoder.]blocks.0...' (official/mmcae) or "
+                     "'backbone.layers.0...' (MMPretrain); first keys: "
+                     f'{keys[:5]}')
+
+
+def convert_cae_encoder(ckpt) -> 'OrderedDict[str, torch.Tensor]':
+    """Encoder weights in mmcae ``CAEViT`` names, without prefix.
+
+    Accepts an official CAE checkpoint (``{'model': ...}``, encoder-only
+    release or full pretraining state with ``encoder.``), an MMPretrain CAE
+    checkpoint (``{'state_dict': {'backbone.*', 'teacher.*', 'neck.*'...}}``)
+    or an mmcae one (``backbone.*``).
+    """
+    sd = _unwrap(ckpt)
+    sd = {(k[len('module.'):] if k.startswith('module.') else k): v
+          for k, v in sd.items()}
+    layout, prefix = detect_cae_layout(sd)
+    out = OrderedDict()
+    for k, v in sd.items():
+        if not k.startswith(prefix) or k.startswith(_DROP):
+            continue
+        name = k[len(prefix):]
+        if name.startswith(_DROP):
+            continue
+        if layout == 'mmpretrain':
+            for pat, rep in _MMPRETRAIN_RENAMES:
+                new = re.sub(pat, rep, name)
+                if new != name:
+                    name = new
+                    break
+        out[name] = v
+    return out

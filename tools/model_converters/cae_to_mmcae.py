@@ -1,0 +1,63 @@
+"""Convert a CAE encoder checkpoint (official Atten4Vis/lxtGH release or
+full pretraining state, MMPretrain, or mmcae) to mmcae's ``CAEViT``.
+
+    python tools/model_converters/cae_to_mmcae.py SRC DST [--arch base]
+        [--prefix backbone.]
+
+The output ``{'state_dict': {<prefix><key>: tensor}}`` loads with
+``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
+Source files are read with weights-only unpickling (``argparse.Namespace``
+entries that official checkpoints carry are allow-listed as plain data).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmcae.models import CAEViT  # noqa: E402
+from mmcae.models.converters import convert_cae_encoder  # noqa: E402
+from mmcae.utils import safe_load  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('src')
+    p.add_argument('dst')
+    p.add_argument('--arch', default=None,
+                   help='check the keys against CAEViT(arch=...)')
+    p.add_argument('--prefix', default='backbone.')
+    args = p.parse_args()
+    # official checkpoints store their argparse args next to the weights
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    sd = convert_cae_encoder(safe_load(args.src))
+    if args.arch:
+        num = sd['pos_embed'].shape[1] - 1
+        side = int(round(num**0.5))
+        patch = sd['patch_embed.proj.weight'].shape[-1]
+        model = CAEViT(arch=args.arch, img_size=side * patch,
+                       patch_size=patch)
+        want = model.state_dict()
+        missing = sorted(set(want) - set(sd))
+        unexpected = sorted(set(sd) - set(want))
+        shapes = sorted(f'{k} {tuple(sd[k].shape)} != {tuple(v.shape)}'
+                        for k, v in want.items()
+                        if k in sd and sd[k].shape != v.shape)
+        if missing or unexpected or shapes:
+            sys.exit(f'{args.src}: keys do not match CAEViT({args.arch}): '
+                     f'missing {missing}, unexpected {unexpected}, '
+                     f'shape mismatches {shapes[:5]}')
+    out = {'state_dict': {args.prefix + k: v for k, v in sd.items()},
+           'meta': {'source': osp.abspath(args.src)}}
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    tmp = args.dst + '.tmp'
+    torch.save(out, tmp)
+    os.replace(tmp, args.dst)
+    print(f'{args.src} -> {args.dst}: {len(sd)} encoder tensors')
+
+
+if __name__ == '__main__':
+    main()
