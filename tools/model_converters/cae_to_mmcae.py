@@ -10,7 +10,6 @@ Source files are read with weights-only unpickling (``argparse.Namespace``
 entries that official checkpoints carry are allow-listed as plain data).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -20,7 +19,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmcae.models import CAEViT  # noqa: E402
 from mmcae.models.converters import convert_cae_encoder  # noqa: E402
-from mmcae.utils import safe_load  # noqa: E402
+from mmcae.utils import (check_state_dict, safe_load,  # noqa: E402
+                         save_checkpoint_atomic)
 
 
 def main():
@@ -40,22 +40,14 @@ def main():
         patch = sd['patch_embed.proj.weight'].shape[-1]
         model = CAEViT(arch=args.arch, img_size=side * patch,
                        patch_size=patch)
-        want = model.state_dict()
-        missing = sorted(set(want) - set(sd))
-        unexpected = sorted(set(sd) - set(want))
-        shapes = sorted(f'{k} {tuple(sd[k].shape)} != {tuple(v.shape)}'
-                        for k, v in want.items()
-                        if k in sd and sd[k].shape != v.shape)
-        if missing or unexpected or shapes:
-            sys.exit(f'{args.src}: keys do not match CAEViT({args.arch}): '
-                     f'missing {missing}, unexpected {unexpected}, '
-                     f'shape mismatches {shapes[:5]}')
+        try:
+            check_state_dict(model.state_dict(), sd, args.src,
+                             f'CAEViT({args.arch})')
+        except ValueError as e:
+            sys.exit(str(e))
     out = {'state_dict': {args.prefix + k: v for k, v in sd.items()},
            'meta': {'source': osp.abspath(args.src)}}
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.tmp'
-    torch.save(out, tmp)
-    os.replace(tmp, args.dst)
+    save_checkpoint_atomic(out, args.dst)
     print(f'{args.src} -> {args.dst}: {len(sd)} encoder tensors')
 
 

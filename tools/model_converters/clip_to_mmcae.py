@@ -16,11 +16,8 @@ inferred from the shapes. The output is ``torch.save({'state_dict': ...,
 ``CLIPTeacher``, then moved into place (``os.replace``).
 """
 import argparse
-import hashlib
-import os
 import os.path as osp
 import sys
-import tempfile
 import time
 
 try:
@@ -33,14 +30,7 @@ import torch  # noqa: E402
 
 from mmcae.models.target_generators.clip import (  # noqa: E402
     CLIPTeacher, arch_of_converted, convert_clip_visual)
-
-
-def sha256(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
+from mmcae.utils import file_sha256, save_checkpoint_atomic  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -60,26 +50,16 @@ def main(argv=None):
     arch = arch_of_converted(state_dict)
     meta = dict(
         source=osp.basename(args.src),
-        source_sha256=sha256(args.src),
+        source_sha256=file_sha256(args.src),
         arch=arch,
         converter='tools/model_converters/clip_to_mmcae.py',
         format='mmcae.CLIPTeacher',
         torch_version=str(torch.__version__))
 
-    dst = osp.abspath(args.dst)
-    os.makedirs(osp.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix='.' + osp.basename(dst) + '.', suffix='.tmp',
-        dir=osp.dirname(dst))
-    os.close(fd)
-    try:
-        torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
-        CLIPTeacher(checkpoint=tmp, arch=arch)  # round-trip check
-        os.replace(tmp, dst)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    # round trip through the real loader before the file appears
+    dst = save_checkpoint_atomic(
+        {'state_dict': state_dict, 'meta': meta}, args.dst,
+        verify=lambda tmp: CLIPTeacher(checkpoint=tmp, arch=arch))
     n = sum(v.numel() for v in state_dict.values())
     print(f'{args.src} -> {dst}: CLIP {arch} image tower, {len(state_dict)} '
           f'tensors, {n / 1e6:.1f}M parameters, {time.time() - start:.1f}s')

@@ -13,11 +13,8 @@ output is ``torch.save({'state_dict': ..., 'meta': {...}})``, loadable with
 checked by loading it into ``DALLEEncoder``, then moved into place.
 """
 import argparse
-import hashlib
-import os
 import os.path as osp
 import sys
-import tempfile
 import time
 
 try:
@@ -29,15 +26,8 @@ except ImportError:  # running from a checkout that is not installed
 import torch  # noqa: E402
 
 from mmcae.models.target_generators.dalle import (  # noqa: E402
-    DALLEEncoder, check_state_dict, convert_openai_dalle_encoder)
-
-
-def sha256(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
+    DALLEEncoder, convert_openai_dalle_encoder)
+from mmcae.utils import file_sha256, save_checkpoint_atomic  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -52,35 +42,21 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
-    state_dict = convert_openai_dalle_encoder(args.src)
-
-    # verify against a freshly built encoder (keys and shapes)
-    reference = DALLEEncoder(random_init=True).state_dict()
-    check_state_dict(reference, state_dict, args.src)
-    del reference
+    state_dict = convert_openai_dalle_encoder(args.src)  # checks keys/shapes
 
     meta = dict(
         source=osp.basename(args.src),
-        source_sha256=sha256(args.src),
+        source_sha256=file_sha256(args.src),
         source_url='https://cdn.openai.com/dall-e/encoder.pkl',
         converter='tools/model_converters/dalle_to_mmcae.py',
         format='mmcae.DALLEEncoder',
         # str(): a TorchVersion object is not weights_only-loadable
         torch_version=str(torch.__version__),
     )
-    dst = osp.abspath(args.dst)
-    os.makedirs(osp.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=osp.basename(dst) + '.', suffix='.tmp', dir=osp.dirname(dst))
-    os.close(fd)
-    try:
-        torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
-        DALLEEncoder(checkpoint=tmp)  # round trip through the real loader
-        os.replace(tmp, dst)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    # round trip through the real loader before the file appears
+    dst = save_checkpoint_atomic({'state_dict': state_dict, 'meta': meta},
+                                 args.dst,
+                                 verify=lambda tmp: DALLEEncoder(checkpoint=tmp))
 
     n_params = sum(v.numel() for v in state_dict.values())
     print(f'converted {args.src} -> {args.dst}: {len(state_dict)} tensors, '

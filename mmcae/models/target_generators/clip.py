@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmcae.registry import MODELS
+from mmcae.utils.state_dict import check_state_dict as _check_state_dict
 
 __all__ = [
     'CLIPTeacher', 'convert_clip_visual', 'CLIP_ARCHS', 'infer_clip_arch',
@@ -262,29 +263,12 @@ class CLIPTeacher(BaseModule):
 def check_state_dict(expected: Mapping[str, torch.Tensor],
                      given: Mapping[str, torch.Tensor], source: str) -> None:
     """Raise ``ValueError`` listing missing / unexpected / misshaped keys."""
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    misshaped = sorted(
-        f'{k}: expected {tuple(expected[k].shape)}, got '
-        f'{tuple(getattr(given[k], "shape", ()))}'
-        for k in set(expected) & set(given)
-        if tuple(expected[k].shape) != tuple(getattr(given[k], 'shape', ())))
-    if missing or unexpected or misshaped:
-        lines = [f'{source!r} does not match CLIPTeacher\'s parameters:']
-        if missing:
-            lines.append(f'  missing keys ({len(missing)}): {missing}')
-        if unexpected:
-            lines.append(f'  unexpected keys ({len(unexpected)}): '
-                         f'{unexpected}')
-        if misshaped:
-            lines.append(f'  shape mismatches ({len(misshaped)}): '
-                         f'{misshaped}')
-        if any(k.startswith('visual.') for k in given):
-            lines.append('  (this looks like an unconverted CLIP state '
-                         'dict)')
-        lines.append(f'  (convert with `python {CONVERTER} ViT-B-16.pt '
-                     'OUT.pth` and check `arch`)')
-        raise ValueError('\n'.join(lines))
+    hints = []
+    if any(k.startswith('visual.') for k in given):
+        hints.append('this looks like an unconverted CLIP state dict')
+    hints.append(f'convert with `python {CONVERTER} ViT-B-16.pt OUT.pth` '
+                 'and check `arch`')
+    _check_state_dict(expected, given, source, 'CLIPTeacher', hints)
 
 
 def _is_torchscript_archive(path: str) -> bool:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmcae.registry import MODELS
+from mmcae.utils.state_dict import check_state_dict as _check_state_dict
 
 __all__ = ['DALLEEncoder', 'convert_openai_dalle_encoder']
 
@@ -314,25 +315,10 @@ class DALLEEncoder(BaseModule):
 def check_state_dict(expected: Dict[str, torch.Tensor],
                      given: Dict[str, torch.Tensor], source: str) -> None:
     """Raise ``ValueError`` listing missing / unexpected / misshaped keys."""
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    misshaped = sorted(
-        f'{k}: expected {tuple(expected[k].shape)}, got '
-        f'{tuple(given[k].shape)}' for k in set(expected) & set(given)
-        if tuple(expected[k].shape) != tuple(getattr(given[k], 'shape', ())))
-    if missing or unexpected or misshaped:
-        lines = [f'{source!r} does not match DALLEEncoder\'s parameters:']
-        if missing:
-            lines.append(f'  missing keys ({len(missing)}): {missing}')
-        if unexpected:
-            lines.append(f'  unexpected keys ({len(unexpected)}): '
-                         f'{unexpected}')
-        if misshaped:
-            lines.append(f'  shape mismatches ({len(misshaped)}): '
-                         f'{misshaped}')
-        lines.append(f'  (convert OpenAI\'s encoder.pkl with `python '
-                     f'{CONVERTER} encoder.pkl OUT.pth`)')
-        raise ValueError('\n'.join(lines))
+    _check_state_dict(
+        expected, given, source, 'DALLEEncoder',
+        hints=[f'convert OpenAI\'s encoder.pkl with `python {CONVERTER} '
+               'encoder.pkl OUT.pth`'])
 
 
 def expected_state_dict(**kwargs) -> Dict[str, torch.Tensor]:
