@@ -163,7 +163,11 @@ def main():
         print('[demo] 3/3 skipped: this model has no pixel head, so no '
               'reconstruction figure', flush=True)
     else:
-        out_png = reconstruction(args, model, splits)
+        from mmcae.visualization import photos_and_scenes_figure
+        print('[demo] 3/3 reconstruction figure', flush=True)
+        out_png = photos_and_scenes_figure(
+            model, osp.join(args.work_dir, 'reconstruction.png'))
+        print(f'  wrote {out_png}')
 
     total = time.time() - t_start
     summary = dict(
@@ -181,41 +185,6 @@ def main():
     print(f'[demo] done in {total / 60:.1f} min (pretraining '
           f'{t_train / 60:.1f} min); summary in '
           f'{osp.join(args.work_dir, "demo_summary.json")}')
-
-
-def reconstruction(args, model, splits):
-    import random
-
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from mmcae.datasets.transforms import BlockwiseMaskGenerator
-    from mmcae.visualization import reconstruction_figure, skimage_photos
-    print('[demo] 3/3 reconstruction figure', flush=True)
-    size = model.backbone.img_size
-    ph, pw = model.backbone.patch_size
-    grid = (size[0] // ph, size[1] // pw)
-    photos = skimage_photos(size)
-    scenes = []
-    for i in range(4):
-        info = splits['val'].get_data_info(i)
-        scenes.append(np.asarray(Image.open(info['img_path']).convert('RGB')))
-    images = photos + scenes
-    gen = BlockwiseMaskGenerator(
-        input_size=grid,
-        num_masking_patches=grid[0] * grid[1] // 2,
-        min_num_patches=4)
-    random.seed(0)
-    masks = torch.stack([
-        torch.from_numpy(gen.transform({})['mask']) for _ in images])
-    out_png = osp.join(args.work_dir, 'reconstruction.png')
-    reconstruction_figure(
-        model, images, masks, out_png,
-        titles=['astronaut', 'chelsea', 'coffee', 'rocket'] +
-        [f'scene {i}' for i in range(4)])
-    print(f'  wrote {out_png}')
-    return out_png
 
 
 if __name__ == '__main__':

@@ -5,7 +5,10 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-__all__ = ['skimage_photos', 'reconstruction_figure', 'center_crop_resize']
+__all__ = [
+    'skimage_photos', 'reconstruction_figure', 'center_crop_resize',
+    'photos_and_scenes_figure'
+]
 
 
 def center_crop_resize(img: np.ndarray, size) -> np.ndarray:
@@ -88,3 +91,36 @@ def reconstruction_figure(model,
     plt.close(fig)
     os.replace(tmp, out_file)
     return out_file
+
+
+def photos_and_scenes_figure(model,
+                             out_file: str,
+                             num_scenes: int = 4,
+                             mask_ratio: float = 0.5,
+                             seed: int = 0) -> str:
+    """The main job's figure: four scikit-image photos and the first
+    ``num_scenes`` embedded val scenes (rendered, as the dataset writes
+    them), block-masked at ``mask_ratio`` with a seeded generator."""
+    import random
+
+    from mmcae.datasets.scenes import render_scene
+    from mmcae.datasets.transforms import BlockwiseMaskGenerator
+
+    size = model.backbone.img_size
+    ph, pw = model.backbone.patch_size
+    grid = (size[0] // ph, size[1] // pw)
+    images = skimage_photos(size)
+    titles = ['astronaut', 'chelsea', 'coffee', 'rocket']
+    for i in range(num_scenes):
+        images.append(render_scene(i, split='val', img_size=size)[0])
+        titles.append(f'scene {i}')
+    n = grid[0] * grid[1]
+    gen = BlockwiseMaskGenerator(
+        input_size=grid,
+        num_masking_patches=max(1, int(round(mask_ratio * n))),
+        min_num_patches=min(4, n))
+    random.seed(seed)
+    masks = torch.stack(
+        [torch.from_numpy(gen.transform({})['mask']) for _ in images])
+    return reconstruction_figure(model, images, masks, out_file,
+                                 titles=titles)

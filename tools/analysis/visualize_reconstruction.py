@@ -6,7 +6,6 @@
 """
 import argparse
 import os.path as osp
-import random
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -25,16 +24,11 @@ def main():
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args()
 
-    import numpy as np
-    import torch
     from mmengine.runner import load_checkpoint
-    from PIL import Image
 
     import mmcae  # noqa: F401
-    from mmcae.datasets.scenes import render_scene
-    from mmcae.datasets.transforms import BlockwiseMaskGenerator
     from mmcae.registry import MODELS
-    from mmcae.visualization import reconstruction_figure, skimage_photos
+    from mmcae.visualization import photos_and_scenes_figure
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -45,24 +39,8 @@ def main():
                                                        'targets'):
         sys.exit(f'{args.config}: {cfg.model.type} has no pixel head to '
                  'reconstruct with')
-    size = model.backbone.img_size
-    ph, pw = model.backbone.patch_size
-    grid = (size[0] // ph, size[1] // pw)
-    images = skimage_photos(size)
-    titles = ['astronaut', 'chelsea', 'coffee', 'rocket']
-    for i in range(args.scenes):
-        img = render_scene(i, split='val', img_size=size)[0]
-        images.append(np.asarray(Image.fromarray(img).convert('RGB')))
-        titles.append(f'scene {i}')
-    n = grid[0] * grid[1]
-    gen = BlockwiseMaskGenerator(
-        input_size=grid,
-        num_masking_patches=max(1, int(round(args.mask_ratio * n))),
-        min_num_patches=min(4, n))
-    random.seed(args.seed)
-    masks = torch.stack(
-        [torch.from_numpy(gen.transform({})['mask']) for _ in images])
-    reconstruction_figure(model, images, masks, args.out, titles=titles)
+    photos_and_scenes_figure(model, args.out, num_scenes=args.scenes,
+                             mask_ratio=args.mask_ratio, seed=args.seed)
     print(f'wrote {args.out}')
 
 
