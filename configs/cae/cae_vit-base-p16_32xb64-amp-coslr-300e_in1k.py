@@ -7,5 +7,6 @@ _base_ = [
     '../_base_/schedules/cae_adamw_coslr_300e.py',
     '../_base_/default_runtime.py',
 ]
+optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=3))
 find_unused_parameters = False

@@ -9,7 +9,8 @@ _base_ = [
     '../_base_/schedules/cae_adamw_coslr_300e.py',
     '../_base_/default_runtime.py',
 ]
-enc_dims, reg_dims, reg_depth, num_masked = 768, 768, 4, 98
+# 98 masked patches: the dataset base's default
+enc_dims, reg_dims, reg_depth = 768, 768, 4
 
 model = dict(
     type='CAEv2',
@@ -41,16 +42,5 @@ model = dict(
     target_generator=dict(
         type='CLIPTeacher', checkpoint='checkpoints/clip_vit-b16_visual.pth'))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.4, 1.0),
-         backend='pillow', interpolation='bicubic'),
-    # the mask ratio grows with model size (paper Fig. 3)
-    dict(type='BlockwiseMaskGenerator', input_size=14,
-         num_masking_patches=num_masked, min_num_patches=16),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=3))

@@ -1,19 +1,16 @@
-# ImageNet-1k for CAE v2 pretraining (CLIP targets).
+# ImageNet-1k for CAE v2 pretraining (CLIP targets): CAE's ImageNet data
+# with CAE v2's augmentation and a CLIP-normalised second view.
 # The CLIP teacher sees the same crop at the same size (official
 # second_input_size 224) under CLIP's normalisation, so one image goes
 # through the pipeline and the data preprocessor normalises it twice.
-dataset_type = 'ImageNet'
-data_root = 'data/imagenet/'
+_base_ = './imagenet_cae.py'
 
 data_preprocessor = dict(
     type='DualNormDataPreprocessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
     # CLIP's mean/std (0.48145466, 0.4578275, 0.40821073) /
     # (0.26862954, 0.26130258, 0.27577711), times 255
     second_mean=[122.7709383, 116.7460125, 104.09373615],
-    second_std=[68.5005327, 66.6321579, 70.32316305],
-    to_rgb=True)
+    second_std=[68.5005327, 66.6321579, 70.32316305])
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -28,20 +25,9 @@ train_pipeline = [
     dict(
         type='BlockwiseMaskGenerator',
         input_size=14,
-        num_masking_patches=98,  # per model size in the recipes
+        num_masking_patches=98,  # ViT-B; per model size in the recipes
         min_num_patches=16),
     dict(type='PackInputs'),
 ]
 
-train_dataloader = dict(
-    batch_size=256,
-    num_workers=10,
-    persistent_workers=True,
-    pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline))
+train_dataloader = dict(batch_size=256, dataset=dict(pipeline=train_pipeline))
