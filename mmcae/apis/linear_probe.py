@@ -49,9 +49,12 @@ def extract_features(encoder: nn.Module, dataset, batch_size: int = 128,
         img = img.flip(1)  # BGR (cv2) -> RGB
         img = (img - mean_t) / std_t
         tokens = encoder(img).float()
-        cls, patches = tokens[:, 0], tokens[:, 1:].mean(1)
-        feats.append({'cls': cls, 'mean': patches,
-                      'cls+mean': torch.cat([cls, patches], 1)}[feature])
+        parts = []
+        if feature in ('cls', 'cls+mean'):
+            parts.append(tokens[:, 0])
+        if feature in ('mean', 'cls+mean'):
+            parts.append(tokens[:, 1:].mean(1))
+        feats.append(torch.cat(parts, 1))
         labels.append(
             torch.cat([it['data_samples'].gt_label for it in items]))
     encoder.train(was_training)

@@ -12,8 +12,7 @@ _SELF_GENERATING = {'EmbeddedScenes'}
 def _datasets(cfg_ds, key):
     if cfg_ds is None:
         return
-    t = cfg_ds.get('type', '')
-    if t in ('ConcatDataset', ) or 'datasets' in cfg_ds:
+    if 'datasets' in cfg_ds:  # ConcatDataset and the like
         for i, d in enumerate(cfg_ds.get('datasets', [])):
             yield from _datasets(d, f'{key}.datasets[{i}]')
     elif 'dataset' in cfg_ds:  # wrappers such as RepeatDataset
