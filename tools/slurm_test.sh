@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...]
+# Usage: [GRES=gpu:8|""] [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...]
 #        bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [PY_ARGS...]
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # The project's .venv unless another environment is active (or PYTHON set).
@@ -20,12 +20,16 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
+# GRES="" drops --gres for partitions without GPUs (CPU nodes, gloo).
+GRES=${GRES-gpu:${GPUS_PER_NODE}}
+GRES_ARG=""
+if [ -n "$GRES" ]; then GRES_ARG="--gres=${GRES}"; fi
 PY_ARGS=${@:5}
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 srun -p ${PARTITION} \
     --job-name=${JOB_NAME} \
-    --gres=gpu:${GPUS_PER_NODE} \
+    ${GRES_ARG} \
     --ntasks=${GPUS} \
     --ntasks-per-node=${GPUS_PER_NODE} \
     --cpus-per-task=${CPUS_PER_TASK} \
