@@ -9,6 +9,10 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # generator states into every checkpoint, so that --resume repeats the
+    # uninterrupted run exactly (mmcae/engine/hooks.py); a default hook, not
+    # a custom one, since configs replace custom_hooks lists whole
+    rng_state=dict(type='mmpretrain.RNGStateHook'),
 )
 
 env_cfg = dict(

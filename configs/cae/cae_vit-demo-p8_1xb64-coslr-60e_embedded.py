@@ -74,7 +74,10 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     pin_memory=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # DefaultSampler's order and rank split, plus a seed per (epoch, sample)
+    # for crops and masks: identical draws for any number of ranks and
+    # workers, and after --resume (mmcae/datasets/sample_seed.py)
+    sampler=dict(type='PerSampleSeedSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='EmbeddedScenes',

@@ -44,6 +44,7 @@ from PIL import Image
 from mmpretrain.datasets import CustomDataset
 
 from ..registry import DATASETS
+from .sample_seed import PerSampleSeedMixin
 
 __all__ = [
     'SCENE_CLASSES', 'SCENE_TEXTURES', 'render_scene', 'generate_scenes',
@@ -326,13 +327,14 @@ def generate_scenes(root, num_train=2000, num_val=500, img_size=64,
 
 
 @DATASETS.register_module()
-class EmbeddedScenes(CustomDataset):
+class EmbeddedScenes(PerSampleSeedMixin, CustomDataset):
     """Procedural scenes (see module docstring) as a classification dataset.
 
     Generates ``data_root`` on first use, then behaves as a CustomDataset
     over ``data_root/<split>``. Class folders are prefixed by the class id
     (``00_disc``, ...), so CustomDataset's sorted folder order matches the
     ids, and ``classes`` are the plain names of ``SCENE_CLASSES``.
+    Accepts ``PerSampleSeedSampler``'s ``(index, seed)`` keys.
 
     Args:
         data_root (str): Cache directory of the generated data.
