@@ -34,7 +34,7 @@ def _cmd(work, data, *extra):
         'param_scheduler.1.begin=1', 'param_scheduler.1.end=3',
         'default_hooks.logger.interval=1',
         'default_hooks.checkpoint.interval=1',
-        'default_hooks.checkpoint.max_keep_ckpts=3',
+        'default_hooks.checkpoint.max_keep_ckpts=2',
         'visualizer.vis_backends=[]'
     ]
 
@@ -88,6 +88,8 @@ def test_kill_during_epoch_2_then_resume_is_bit_exact(tmp_path):
     # every rank's generator states travel in the checkpoint
     assert a['mmcae_rng']['world_size'] == 1
     # and the run did change the weights (a no-op would match trivially)
-    first = safe_load(str(full / 'epoch_1.pth'))['state_dict']
-    assert any(not torch.equal(first[k], v)
+    second = safe_load(str(full / 'epoch_2.pth'))['state_dict']
+    assert any(not torch.equal(second[k], v)
                for k, v in a['state_dict'].items())
+    # max_keep_ckpts=2 still holds (SafeCheckpointHook deletes after saving)
+    assert not (full / 'epoch_1.pth').exists()

@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmcae.utils import (check_data_roots, setup_safe_torch_load,  # noqa: E402
+from mmcae.utils import (check_cfg_options, check_config_types,  # noqa: E402
+                         check_data_roots, setup_safe_torch_load,
                          use_gloo_without_cuda)
 
 
@@ -49,6 +50,7 @@ def main():
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -60,6 +62,7 @@ def main():
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
+    check_config_types(cfg)
     check_data_roots(cfg)
     use_gloo_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)

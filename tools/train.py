@@ -14,7 +14,8 @@ from mmengine.runner import Runner
 # Running from a checkout without `pip install -e .` still finds mmcae.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmcae.utils import (check_data_roots, setup_safe_torch_load,  # noqa: E402
+from mmcae.utils import (check_cfg_options, check_config_types,  # noqa: E402
+                         check_data_roots, setup_safe_torch_load,
                          use_gloo_without_cuda)
 
 
@@ -116,6 +117,7 @@ def merge_args(cfg, args):
     set_default_dataloader_cfg(cfg, 'test_dataloader')
 
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     return cfg
 
@@ -125,6 +127,7 @@ def main():
     setup_safe_torch_load()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_config_types(cfg)
     check_data_roots(cfg)
     use_gloo_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)

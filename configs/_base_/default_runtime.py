@@ -6,13 +6,18 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # deletes an old checkpoint only once the new one is written
+    checkpoint=dict(
+        type='mmpretrain.SafeCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
     # generator states into every checkpoint, so that --resume repeats the
     # uninterrupted run exactly (mmcae/engine/hooks.py); a default hook, not
     # a custom one, since configs replace custom_hooks lists whole
     rng_state=dict(type='mmpretrain.RNGStateHook'),
+    # --resume from a checkpoint that does not fit the model stops, listing
+    # the keys, instead of training on half-random weights
+    resume_keys=dict(type='mmpretrain.ResumeKeysCheckHook'),
 )
 
 env_cfg = dict(

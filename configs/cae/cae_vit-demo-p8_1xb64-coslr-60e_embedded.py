@@ -109,5 +109,5 @@ auto_scale_lr = dict(base_batch_size=64, enable=False)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=1))
+    checkpoint=dict(interval=10, max_keep_ckpts=1))
 log_processor = dict(window_size=10, by_epoch=True)

@@ -9,6 +9,7 @@ data pipeline's draws are made resume-proof separately, per sample: see
 ``mmcae/datasets/sample_seed.py``.)
 """
 import random
+from collections import deque
 from typing import Optional
 
 import numpy as np
@@ -18,7 +19,10 @@ from mmengine.hooks import CheckpointHook, Hook
 
 from ..registry import HOOKS
 
-__all__ = ['RNGStateHook', 'get_rng_state', 'set_rng_state']
+__all__ = [
+    'RNGStateHook', 'ResumeKeysCheckHook', 'SafeCheckpointHook',
+    'get_rng_state', 'set_rng_state'
+]
 
 
 def get_rng_state() -> dict:
@@ -148,3 +152,75 @@ class RNGStateHook(Hook):
     def _apply(self):
         set_rng_state(self._pending)
         self._pending = None
+
+
+@HOOKS.register_module()
+class ResumeKeysCheckHook(Hook):
+    """Refuse to resume from a checkpoint whose weights do not fit the model.
+
+    mmengine resumes with ``strict=False``: missing, unexpected and
+    misshaped keys only produce a log warning and training goes on with
+    those weights at their random init.  Here the run stops before anything
+    is loaded, with the keys listed (``mmcae.utils.check_state_dict``).
+    ``load_from`` without resume (fine-tuning) keeps mmengine's behaviour.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        if not getattr(runner, '_resume', False):
+            return
+        from mmengine.model import is_model_wrapper
+        from mmengine.runner import find_latest_checkpoint
+
+        from ..utils import check_state_dict
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        given = {(k[len('module.'):] if k.startswith('module.') else k): v
+                 for k, v in checkpoint.get('state_dict', {}).items()}
+        source = getattr(runner, '_load_from', None) or \
+            find_latest_checkpoint(runner.work_dir) or 'the checkpoint'
+        check_state_dict(model.state_dict(), given, source,
+                         type(model).__name__,
+                         hints=['resume only from a checkpoint of this '
+                                'config; to start from other weights use '
+                                'load_from without --resume'])
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """mmengine's CheckpointHook, but an old checkpoint is deleted only
+    after the new one is on disk.
+
+    mmengine 0.10 removes the oldest checkpoint (``max_keep_ckpts``) before
+    writing the new one, so with ``max_keep_ckpts=1`` a save that fails
+    (full disk, quota, read-only remount) or a kill while saving leaves no
+    checkpoint at all.  Files themselves are written atomically
+    (``mmcae/utils/atomic_io.py``).
+    """
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids
+                                        and self.keep_ckpt_ids[-1] == step):
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        # room for one more while saving, so that the parent deletes
+        # nothing (keep_ckpt_ids is a deque bounded by max_keep_ckpts)
+        self.max_keep_ckpts += 1
+        self.keep_ckpt_ids = deque(self.keep_ckpt_ids, self.max_keep_ckpts)
+        try:
+            super()._save_checkpoint_with_step(runner, step, meta)
+        finally:
+            self.max_keep_ckpts -= 1
+        from mmengine.dist import is_main_process
+        while len(self.keep_ckpt_ids) > self.max_keep_ckpts:
+            old = self.keep_ckpt_ids.popleft()
+            path = self.file_backend.join_path(self.out_dir,
+                                               self.filename_tmpl.format(old))
+            if is_main_process():
+                if self.file_backend.isfile(path):
+                    self.file_backend.remove(path)
+                elif self.file_backend.isdir(path):
+                    self.file_backend.rmtree(path)
+        self.keep_ckpt_ids = deque(self.keep_ckpt_ids, self.max_keep_ckpts)
+        runner.message_hub.update_info('keep_ckpt_ids',
+                                       list(self.keep_ckpt_ids))

@@ -9,11 +9,15 @@ few plain-data classes mmengine writes are allow-listed for torch's
 weights-only unpickler.  Every other global stays refused.
 """
 import os
+import pickle
 
 import numpy as np
 import torch
 
-__all__ = ['setup_safe_torch_load', 'safe_load', 'MMENGINE_SAFE_GLOBALS']
+__all__ = [
+    'setup_safe_torch_load', 'safe_load', 'safe_load_url',
+    'MMENGINE_SAFE_GLOBALS'
+]
 
 
 def _numpy_globals():
@@ -57,6 +61,13 @@ def setup_safe_torch_load():
         def load_from_local(filename, map_location):
             return safe_load(os.path.expanduser(filename), map_location)
 
+        # URLs (http(s)://, and torchvision://, open-mmlab://, mmcls://
+        # that resolve to one) reach torch.hub.load_state_dict_from_url
+        # through this module-level name, and torch.hub defaults to
+        # weights_only=False there: a downloaded file could run code.
+        import mmengine.runner.checkpoint as mmengine_checkpoint
+        mmengine_checkpoint.load_url = safe_load_url
+
     return MMENGINE_SAFE_GLOBALS
 
 
@@ -76,5 +87,23 @@ def safe_load(path: str, map_location='cpu'):
     except Exception as e:  # pickle.UnpicklingError, RuntimeError...
         raise RuntimeError(
             f'refusing to load {path}: it holds objects outside the '
+            f'weights-only allow-list ({type(e).__name__}: '
+            f'{str(e).splitlines()[0] if str(e) else ""})') from e
+
+
+def safe_load_url(url: str, model_dir=None, map_location=None,
+                  progress: bool = True, check_hash: bool = False,
+                  file_name=None):
+    """``torch.hub.load_state_dict_from_url`` with weights-only unpickling
+    (same download cache); a refused file is named with its URL."""
+    setup_safe_torch_load()
+    try:
+        return torch.hub.load_state_dict_from_url(
+            url, model_dir=model_dir, map_location=map_location,
+            progress=progress, check_hash=check_hash, file_name=file_name,
+            weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RuntimeError(
+            f'refusing to load {url}: it holds objects outside the '
             f'weights-only allow-list ({type(e).__name__}: '
             f'{str(e).splitlines()[0] if str(e) else ""})') from e

@@ -1,9 +1,14 @@
 """Checks run before a Runner is built, so that bad settings fail early
 with a message naming the config key, instead of deep inside a worker."""
+import difflib
 import os
 import os.path as osp
+from numbers import Integral, Real
 
-__all__ = ['check_data_roots', 'use_gloo_without_cuda']
+__all__ = [
+    'check_data_roots', 'use_gloo_without_cuda', 'check_cfg_options',
+    'check_config_types'
+]
 
 # Datasets that create their data on first use.
 _SELF_GENERATING = {'EmbeddedScenes'}
@@ -83,3 +88,87 @@ def use_gloo_without_cuda(cfg):
     elif launcher != 'pytorch':
         return
     dist.init_process_group(backend=dist_cfg['backend'])
+
+
+def check_cfg_options(cfg, options):
+    """Refuse ``--cfg-options`` keys that are not in the config.
+
+    mmengine merges an unknown key silently, so ``train_cfg.max_epoch=300``
+    or ``optim_wrapper.optimiser.lr=1e-3`` would change nothing and the run
+    would go on with the config's values.  A new key is accepted only
+    inside a dict with a ``type`` (a component whose constructor then checks
+    its arguments); anywhere else it is an error naming the key, with the
+    closest existing keys.
+    """
+    root = getattr(cfg, '_cfg_dict', cfg)  # a Config is no dict; its tree is
+    for key in options or {}:
+        node, path = root, []
+        for part in key.split('.'):
+            if isinstance(node, (list, tuple)):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise KeyError(
+                        f'--cfg-options {key}: {".".join(path) or "config"} '
+                        f'is a list of {len(node)}; {part!r} is no index')
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if part not in node:
+                    if 'type' in node and path:
+                        break  # a new constructor argument: checked there
+                    close = difflib.get_close_matches(part, list(node), n=3)
+                    where = '.'.join(path) or 'the top level'
+                    hint = (f'; did you mean {", ".join(close)}?'
+                            if close else '')
+                    raise KeyError(
+                        f'--cfg-options {key}: the config has no key '
+                        f'{part!r} at {where}{hint}')
+                node = node[part]
+            else:
+                break  # replacing a value by a dict/list: nothing to check
+            path.append(part)
+
+
+_INT = (Integral, )
+_NUM = (Real, )
+# key -> (accepted types, lower bound or None, allow None)
+_TYPED = {
+    'train_dataloader.batch_size': (_INT, 1, False),
+    'train_dataloader.num_workers': (_INT, 0, False),
+    'val_dataloader.batch_size': (_INT, 1, True),
+    'test_dataloader.batch_size': (_INT, 1, True),
+    'train_cfg.max_epochs': (_INT, 1, True),
+    'train_cfg.max_iters': (_INT, 1, True),
+    'train_cfg.val_interval': (_INT, 1, True),
+    'optim_wrapper.optimizer.lr': (_NUM, 0, False),
+    'optim_wrapper.optimizer.weight_decay': (_NUM, 0, True),
+    'optim_wrapper.clip_grad.max_norm': (_NUM, 0, True),
+    'optim_wrapper.accumulative_counts': (_INT, 1, True),
+    'model.backbone.drop_path_rate': (_NUM, 0, True),
+    'model.backbone.patch_size': (_INT, 1, True),
+    'default_hooks.checkpoint.interval': (_INT, -1, True),
+    'default_hooks.checkpoint.max_keep_ckpts': (_INT, -1, True),
+    'default_hooks.logger.interval': (_INT, 1, True),
+    'randomness.seed': (_INT, 0, True),
+}
+
+
+def check_config_types(cfg):
+    """Type-check the settings people edit most (and mistype most), so that
+    ``lr=1e-3x`` or ``max_epochs='300'`` fails at once with the key named,
+    instead of deep inside torch or after the data is built."""
+    root = getattr(cfg, '_cfg_dict', cfg)
+    for key, (types, low, allow_none) in _TYPED.items():
+        node = root
+        for part in key.split('.'):
+            if not isinstance(node, dict) or part not in node:
+                node = KeyError
+                break
+            node = node[part]
+        if node is KeyError or (node is None and allow_none):
+            continue
+        what = 'an integer' if types is _INT else 'a number'
+        if isinstance(node, bool) or not isinstance(node, types):
+            raise TypeError(f'config key {key} must be {what}, got '
+                            f'{node!r} ({type(node).__name__})')
+        if low is not None and node < low:
+            raise ValueError(f'config key {key} must be >= {low}, got '
+                             f'{node!r}')
