@@ -69,16 +69,19 @@ def test_truncated_image_stops_training_and_names_file(tmp_path):
 
 def test_cfg_option_typos_are_refused_with_suggestions(tmp_path):
     cfg = Config.fromfile(EMBEDDED)
-    with pytest.raises(KeyError, match=r'batchsize.*did you mean batch_size'):
-        check_cfg_options(cfg, {'train_dataloader.batchsize': 8})
+    with pytest.raises(KeyError, match=r'benchmrk.*did you mean cudnn_bench'):
+        check_cfg_options(cfg, {'env_cfg.cudnn_benchmrk': True})
     with pytest.raises(KeyError, match=r'randomnes.*did you mean randomness'):
         check_cfg_options(cfg, {'randomnes.seed': 1})
     with pytest.raises(KeyError, match=r'param_scheduler is a list of 2'):
         check_cfg_options(cfg, {'param_scheduler.2.end': 1})
-    # existing keys, and new arguments of a component (it checks them)
+    # existing keys, new arguments of a component or of the DataLoader (their
+    # constructors check them) and Runner arguments
     check_cfg_options(cfg, {'train_dataloader.batch_size': 8,
                             'param_scheduler.1.end': 5,
-                            'model.backbone.out_type': 'cls_token'})
+                            'model.backbone.out_type': 'cls_token',
+                            'train_dataloader.drop_last': True,
+                            'work_dir': 'w', 'find_unused_parameters': True})
     # the train tool refuses before building anything
     r = subprocess.run(
         [sys.executable, TRAIN, EMBEDDED, '--work-dir', str(tmp_path / 'w'),

@@ -90,17 +90,32 @@ def use_gloo_without_cuda(cfg):
     dist.init_process_group(backend=dist_cfg['backend'])
 
 
-def check_cfg_options(cfg, options):
-    """Refuse ``--cfg-options`` keys that are not in the config.
+# Where mmengine drops unknown keys without a word: the top level (the Runner
+# reads only its arguments), env_cfg and default_hooks (read key by key).
+# Elsewhere a new key is an argument of a component or of the DataLoader,
+# whose constructor refuses what it does not know.
+_STRICT_PARENTS = ('', 'env_cfg', 'env_cfg.mp_cfg', 'default_hooks')
 
-    mmengine merges an unknown key silently, so ``train_cfg.max_epoch=300``
-    or ``optim_wrapper.optimiser.lr=1e-3`` would change nothing and the run
-    would go on with the config's values.  A new key is accepted only
-    inside a dict with a ``type`` (a component whose constructor then checks
-    its arguments); anywhere else it is an error naming the key, with the
-    closest existing keys.
+
+def _runner_keys():
+    import inspect
+
+    from mmengine.runner import Runner
+    return set(inspect.signature(Runner.__init__).parameters) | {
+        'launcher', 'find_unused_parameters', 'gpu_ids', 'work_dir'}
+
+
+def check_cfg_options(cfg, options):
+    """Refuse ``--cfg-options`` keys that would silently change nothing.
+
+    mmengine merges an unknown key without complaint, so ``randomnes.seed=1``
+    or ``default_hooks.checkpoin.interval=5`` would leave the run as it was.
+    A key that is not in the config is refused (naming it, with the closest
+    existing keys) where mmengine would ignore it (``_STRICT_PARENTS``);
+    elsewhere it is a new argument that its constructor checks.
     """
     root = getattr(cfg, '_cfg_dict', cfg)  # a Config is no dict; its tree is
+    runner_keys = None
     for key in options or {}:
         node, path = root, []
         for part in key.split('.'):
@@ -112,15 +127,20 @@ def check_cfg_options(cfg, options):
                 node = node[int(part)]
             elif isinstance(node, dict):
                 if part not in node:
-                    if 'type' in node and path:
-                        break  # a new constructor argument: checked there
+                    where = '.'.join(path)
+                    if where not in _STRICT_PARENTS:
+                        break
+                    if not where:
+                        runner_keys = runner_keys or _runner_keys()
+                        if part in runner_keys:
+                            break
                     close = difflib.get_close_matches(part, list(node), n=3)
-                    where = '.'.join(path) or 'the top level'
                     hint = (f'; did you mean {", ".join(close)}?'
                             if close else '')
                     raise KeyError(
                         f'--cfg-options {key}: the config has no key '
-                        f'{part!r} at {where}{hint}')
+                        f'{part!r} at {where or "the top level"} and '
+                        f'mmengine would ignore it{hint}')
                 node = node[part]
             else:
                 break  # replacing a value by a dict/list: nothing to check
