@@ -33,7 +33,12 @@ as_root() {
     else return 126; fi
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# a live (not zombie) process; daemons stopped here may linger as zombies
+# where PID 1 does not reap (containers)
+alive() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] \
+    && ! awk '{ exit !($3 == "Z") }' "/proc/$1/stat" 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && alive "$(cat "$1" 2>/dev/null)"; }
+running() { for p in $(pgrep -x "$1"); do alive "$p" && return 0; done; return 1; }
 
 if [ "${1:-}" = "--stop" ]; then
     [ -f "$STATE/started" ] || { log "nothing started by this script"; exit 0; }
@@ -130,7 +135,7 @@ fi
 # 3. daemons ------------------------------------------------------------------
 started() { echo "$1" | as_root tee -a "$STATE/started" >/dev/null; }
 
-if ! pgrep -x munged >/dev/null; then
+if ! running munged; then
     [ -f /etc/munge/munge.key ] || as_root mungekey --create || die "no munge key"
     as_root mkdir -p /run/munge /var/log/munge /var/lib/munge
     as_root chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
