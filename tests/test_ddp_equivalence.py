@@ -42,8 +42,8 @@ param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False,
                         begin=0, end=1)]
 # SGD: AdamW divides by sqrt(v), which blows float noise in ~zero gradients
 # (e.g. the key LayerNorm bias, to which softmax is invariant) up to ~lr
-optim_wrapper = dict(optimizer=dict(_delete_=True, type='SGD', lr=0.5, weight_decay=0.0,
-                                    momentum=0.9))
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='SGD', lr=0.5,
+                                    weight_decay=0.0, momentum=0.9))
 train_cfg = dict(max_epochs=1)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, max_keep_ckpts=1))
