@@ -557,3 +557,74 @@ def test_embedded_run_ema_drifts_at_the_expected_rate(trained):
     # the target lags: after 32 steps it is still far from the online
     t0, online, t1 = rec['ema'][-1][0]
     assert 0 < (t1 - online).norm() and not torch.equal(t1, online)
+
+
+# ------------------------------------------------------------ configs --
+@pytest.mark.parametrize('epochs', [300, 800, 1600])
+def test_official_recipes(epochs):
+    path = os.path.join(
+        ROOT, 'configs', 'cmae',
+        f'cmae_vit-base-p16_32xb128-amp-coslr-{epochs}e_in1k.py')
+    cfg = Config.fromfile(path)
+    opt = cfg.optim_wrapper.optimizer
+    assert opt.lr == pytest.approx(2.4e-3) and opt.betas == (0.9, 0.95)
+    assert opt.weight_decay == 0.05
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.train_dataloader.batch_size * 32 == 4096
+    warm, cos = cfg.param_scheduler
+    assert warm.end == 40 and cos.begin == 40 and cos.end == epochs
+    assert cos.T_max == epochs - 40
+    assert cfg.train_cfg.max_epochs == epochs
+    mask_t = cfg.train_pipeline[-2]
+    assert (mask_t.type, mask_t.mask_ratio, mask_t.block_size) == (
+        'GridBlockMaskGenerator', 0.65, 2)
+    views = cfg.train_pipeline[3]['transforms']
+    assert views[0][0].max_shift == 0 and views[1][0].max_shift == 31
+    assert cfg.train_pipeline[1].scale == 256
+    assert cfg.model.head.temperature == 0.07
+    assert cfg.model.head.loss.loss_weight == pytest.approx(0.14)
+    assert cfg.model.base_momentum == cfg.model.end_momentum == 0.996
+    assert [h.type for h in cfg.custom_hooks] == ['CMAEMomentumHook']
+    if epochs != 300:
+        return  # same model as the 300e recipe
+    model = MODELS.build(cfg.model)
+    assert model.pixel_decoder.decoder_blocks.__len__() == 8
+    assert model.feature_decoder.decoder_blocks.__len__() == 2
+    assert model.backbone.embed_dims == 768 and model.backbone.depth == 12
+    assert isinstance(model.target_backbone.norm, torch.nn.Identity)
+    # only encoders differ from the official layout; nothing is left over
+    res = model.load_state_dict(
+        convert_cmae(official_layout_of(model)), strict=True)
+    assert res.missing_keys == [] and res.unexpected_keys == []
+
+
+def official_layout_of(model):
+    """Official key names for every tensor of ``model`` (inverse map)."""
+    import re
+    out = {}
+    for k, v in model.state_dict().items():
+        m = re.match(r'^((?:target_)?backbone\.)(.*)$', k)
+        if not m:
+            out[k] = v
+            continue
+        p, n = m.groups()
+        if n.endswith('attn.q_bias'):
+            out[p + n.replace('blocks.', 'layers.').replace(
+                'attn.q_bias', 'attn.qkv.bias')] = torch.cat([v, v, v])
+            continue
+        if n.endswith('attn.v_bias'):
+            continue
+        for pat, rep in ((r'^patch_embed\.proj\.', 'patch_embed.projection.'),
+                         (r'^blocks\.(\d+)\.norm1\.', r'layers.\1.ln1.'),
+                         (r'^blocks\.(\d+)\.norm2\.', r'layers.\1.ln2.'),
+                         (r'^blocks\.(\d+)\.mlp\.fc1\.',
+                          r'layers.\1.ffn.layers.0.0.'),
+                         (r'^blocks\.(\d+)\.mlp\.fc2\.',
+                          r'layers.\1.ffn.layers.1.'),
+                         (r'^blocks\.', 'layers.'), (r'^norm\.', 'ln1.')):
+            new = re.sub(pat, rep, n)
+            if new != n:
+                n = new
+                break
+        out[p + n] = v
+    return out

@@ -44,8 +44,7 @@ def main(argv=None):
         import mmcae  # noqa: F401
         from mmcae.registry import MODELS
         cfg = Config.fromfile(args.config)
-        with torch.device('meta'):
-            model = MODELS.build(cfg.model)
+        model = MODELS.build(cfg.model)
         expected = model.state_dict()
         if args.backbone_only:
             expected = {k: v for k, v in expected.items()
