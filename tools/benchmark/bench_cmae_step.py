@@ -179,8 +179,9 @@ def main(argv=None):
     phases = {
         'mae': ['backbone', 'neck'],
         # CMAE's encoder runs through embed() + forward_tokens()
-        'cmae': ['.encode_online', 'pixel_decoder', 'feature_decoder', 'projector',
-                 'head.predictor', 'target_backbone', 'target_projector'],
+        'cmae': ['.encode_online', 'pixel_decoder', 'feature_decoder',
+                 'projector', 'head.predictor', 'target_backbone',
+                 'target_projector'],
     }
     timers = {k: PhaseTimer(models[k], phases[k], sync) for k in models}
     B = args.batch

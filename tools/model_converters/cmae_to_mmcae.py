@@ -15,7 +15,6 @@ import argparse
 import os.path as osp
 import sys
 
-import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
