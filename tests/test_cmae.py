@@ -628,3 +628,15 @@ def official_layout_of(model):
                 break
         out[p + n] = v
     return out
+
+
+def test_training_without_the_momentum_hook_warns():
+    torch.manual_seed(0)
+    model = MODELS.build(small_cfg()).train()
+    gen = GridBlockMaskGenerator(G, 0.5, 2)
+    x = [torch.randn(4, 3, IMG, IMG), torch.randn(4, 3, IMG, IMG)]
+    ds = samples([gen.generate() for _ in range(4)])
+    model.loss(x, ds)
+    model.loss(x, ds)
+    with pytest.warns(UserWarning, match='CMAEMomentumHook'):
+        model.loss(x, ds)

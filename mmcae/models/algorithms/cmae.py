@@ -15,6 +15,7 @@ predictor) and ``MoCoV3Head`` (InfoNCE with the global batch's negatives,
 ``loss_weight = 2 tau``). The encoders are mmcae's :class:`CMAEViT`.
 """
 import math
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -102,6 +103,7 @@ class CMAE(BaseSelfSupervisor):
         self.base_momentum = float(base_momentum)
         self.end_momentum = float(end_momentum)
         self.momentum = self.base_momentum
+        self._losses_since_ema = 0
         feat_dim = self.feature_decoder.decoder_pred.out_features
         if feat_dim != self.backbone.embed_dims:
             raise ValueError(
@@ -143,6 +145,7 @@ class CMAE(BaseSelfSupervisor):
         no target counterpart and is skipped by name (the official ``zip``
         drops it only because it is registered last).
         """
+        self._losses_since_ema = 0
         m = self.momentum if momentum is None else float(momentum)
         tgt, src = [], []
         for _, online, target in self.ema_pairs():
@@ -185,6 +188,13 @@ class CMAE(BaseSelfSupervisor):
 
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
+        if self.training:
+            self._losses_since_ema += 1
+            if self._losses_since_ema == 3:
+                warnings.warn(
+                    'CMAE: the momentum encoder has not been updated for 3 '
+                    "training steps: add custom_hooks=[dict(type="
+                    "'CMAEMomentumHook')] to the config")
         img, img_t = split_views(inputs)
         if img_t is None:
             raise ValueError(
