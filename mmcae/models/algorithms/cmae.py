@@ -1,7 +1,7 @@
 """CMAE: Contrastive Masked Autoencoders (Huang et al., TPAMI 2024).
 
     online view --mask--> online encoder --> pixel decoder --> pixels
-                                 \--> feature decoder --mean--> projector
+                                 `--> feature decoder --mean--> projector
                                              --> predictor --> q
     shifted view ---> momentum encoder (EMA, no final LN) --mean over
                       patches--> momentum projector (EMA) --> k
