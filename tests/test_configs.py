@@ -50,6 +50,8 @@ def test_config_builds_model(path, dalle_ckpt):
                                              random_init=True)
     model = MODELS.build(model_cfg)
     enc = model.backbone
+    if cfg.model.type == 'CMAE':
+        return  # CMAE's recipe checks: tests/test_cmae.py
     # every recipe's encoder and regressor match in width or project
     reg = model.regressor
     assert reg.in_dims == enc.embed_dims

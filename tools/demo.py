@@ -24,6 +24,8 @@ DEFAULT_CONFIGS = {
                     'cae_vit-demo-p8_1xb64-coslr-60e_embedded.py'),
     'caev2': osp.join(ROOT, 'configs', 'caev2',
                       'caev2_vit-demo-p8_1xb64-coslr-60e_embedded.py'),
+    'cmae': osp.join(ROOT, 'configs', 'cmae',
+                     'cmae_vit-demo-p8_1xb64-coslr-30e_embedded.py'),
 }
 
 

@@ -199,3 +199,135 @@ class BlockwiseMaskGenerator(BaseTransform):
                 f'min_aspect={self.min_aspect}, '
                 f'max_aspect={self.max_aspect}, '
                 f'max_failed_rounds={self.max_failed_rounds})')
+
+
+def _grid_hw(input_size) -> Tuple[int, int]:
+    if isinstance(input_size, Integral) and not isinstance(input_size, bool):
+        return int(input_size), int(input_size)
+    if (isinstance(input_size, Sequence) and not isinstance(input_size, str)
+            and len(input_size) == 2):
+        return (_check_int('input_size height', input_size[0]),
+                _check_int('input_size width', input_size[1]))
+    raise TypeError('input_size must be an int or a (h, w) pair of ints, '
+                    f'got {input_size!r}')
+
+
+@TRANSFORMS.register_module()
+class GridBlockMaskGenerator(BaseTransform):
+    """MAE-style random masking over cells of ``block x block`` patches.
+
+    The official CMAE code masks a coarse grid whose cells cover 2x2
+    patches: it keeps ``int(cells * (1 - mask_ratio))`` cells chosen
+    uniformly (17 of the 49 cells of ViT-B/16 at 224, i.e. 68 visible
+    patches at ``mask_ratio=0.65``) and upsamples the keep-mask. With
+    ``block_size=1`` this is MAE's per-patch random masking (0.75 keeps 49).
+
+    Added Keys:
+
+    - mask (np.ndarray): bool ``(h, w)``, ``True`` = masked, the same
+      contract as :class:`BlockwiseMaskGenerator`, so the algorithms read
+      it the same way. Every mask has the same number of masked patches.
+
+    Drawn with :mod:`numpy`'s global generator, which mmengine's
+    ``worker_init_fn`` seeds in every dataloader worker.
+
+    Args:
+        input_size: patch grid, ``s`` or ``(h, w)``; both sides divisible by
+            ``block_size``.
+        mask_ratio: fraction of cells to mask, in [0, 1).
+        block_size: patches per cell side (2 = official CMAE, 1 = MAE).
+    """
+
+    def __init__(self,
+                 input_size: Union[int, Sequence[int]],
+                 mask_ratio: float = 0.65,
+                 block_size: int = 2) -> None:
+        super().__init__()
+        self.height, self.width = _grid_hw(input_size)
+        self.block_size = _check_int('block_size', block_size)
+        if self.height % self.block_size or self.width % self.block_size:
+            raise ValueError(
+                f'input_size={input_size!r}: the {self.height}x{self.width} '
+                f'patch grid is not divisible by block_size={block_size}')
+        if (isinstance(mask_ratio, bool) or not isinstance(mask_ratio, Real)
+                or not 0 <= mask_ratio < 1):
+            raise ValueError(f'mask_ratio={mask_ratio!r} must be in [0, 1)')
+        self.mask_ratio = float(mask_ratio)
+        self.cells = (self.height // self.block_size,
+                      self.width // self.block_size)
+        num_cells = self.cells[0] * self.cells[1]
+        self.num_keep_cells = int(num_cells * (1 - self.mask_ratio))
+        if self.num_keep_cells < 1:
+            raise ValueError(
+                f'mask_ratio={mask_ratio} keeps no cell of the '
+                f'{self.cells[0]}x{self.cells[1]} grid')
+        self.num_masking_patches = (self.height * self.width -
+                                    self.num_keep_cells * self.block_size**2)
+
+    def generate(self) -> np.ndarray:
+        num_cells = self.cells[0] * self.cells[1]
+        keep = np.zeros(num_cells, dtype=bool)
+        # argsort of uniform noise, as the official code draws it
+        keep[np.argsort(np.random.rand(num_cells))[:self.num_keep_cells]] = True
+        keep = keep.reshape(self.cells)
+        b = self.block_size
+        keep = keep.repeat(b, axis=0).repeat(b, axis=1)
+        return ~keep
+
+    def transform(self, results: dict) -> dict:
+        results['mask'] = self.generate()
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(input_size=({self.height}, '
+                f'{self.width}), mask_ratio={self.mask_ratio}, '
+                f'block_size={self.block_size})')
+
+
+@TRANSFORMS.register_module()
+class PixelShiftCrop(BaseTransform):
+    """CMAE's "pixel shifting": a ``size`` crop at a random small offset.
+
+    The official ``ShiftPixel(pixel)`` crops rows ``dy:dy+size`` and columns
+    ``dx:dx+size`` of the shared master image (256 for 224 views) with
+    ``dy, dx`` drawn independently from ``{0, ..., max_shift}``; the online
+    view uses ``max_shift=0`` (the fixed top-left crop), the target view
+    ``max_shift=31``. Put both inside a ``MultiView`` after the shared
+    ``RandomResizedCrop`` and ``RandomFlip``: every view then starts from
+    the same master image. MMPretrain's ``RandomCrop`` cannot make the
+    fixed top-left crop, hence this transform.
+
+    Required Keys: img. Modified Keys: img, img_shape. Added Keys:
+    pixel_shift ``(dy, dx)``.
+    """
+
+    def __init__(self, size: Union[int, Sequence[int]] = 224,
+                 max_shift: int = 31) -> None:
+        super().__init__()
+        self.size = _grid_hw(size)
+        self.max_shift = _check_int('max_shift', max_shift, minimum=0)
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        H, W = img.shape[:2]
+        h, w = self.size
+        if H < h + self.max_shift or W < w + self.max_shift:
+            raise ValueError(
+                f'PixelShiftCrop(size={self.size}, max_shift='
+                f'{self.max_shift}) needs an image of at least '
+                f'{h + self.max_shift}x{w + self.max_shift}, got {H}x{W} '
+                f"from {results.get('img_path', 'the pipeline')}: make the "
+                'master crop larger')
+        dy = random.randint(0, self.max_shift)
+        dx = random.randint(0, self.max_shift)
+        results['img'] = np.ascontiguousarray(img[dy:dy + h, dx:dx + w])
+        results['img_shape'] = (h, w)
+        results['pixel_shift'] = (dy, dx)
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(size={self.size}, '
+                f'max_shift={self.max_shift})')
+
+
+__all__ += ['GridBlockMaskGenerator', 'PixelShiftCrop']

@@ -165,7 +165,8 @@ class Attention(nn.Module):
                  qv_bias=True,
                  attn_drop=0.,
                  proj_drop=0.,
-                 head_dim=None):
+                 head_dim=None,
+                 rel_pos_grid: Optional[Tuple[int, int]] = None):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = head_dim or dim // num_heads
@@ -179,13 +180,53 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(all_head_dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        # BEiT/CAE downstream: a per-block relative-position bias over a
+        # (cls + h*w) sequence.  Zero-initialised as in the official
+        # segmentation backbone (its trunc-normal init is commented out);
+        # the official names keep official downstream checkpoints loadable.
+        self.rel_pos_grid = to_2tuple(rel_pos_grid) if rel_pos_grid else None
+        if self.rel_pos_grid is not None:
+            self.relative_position_bias_table = nn.Parameter(
+                torch.zeros(num_relative_positions(self.rel_pos_grid),
+                            num_heads))
+            # Derived from the grid, so not saved: checkpoints stay
+            # loadable at any size.
+            self.register_buffer(
+                'relative_position_index',
+                relative_position_index(self.rel_pos_grid),
+                persistent=False)
 
-    def forward(self, x, attn_bias: Optional[torch.Tensor] = None):
+    def rel_pos_bias(self, grid: Tuple[int, int]) -> torch.Tensor:
+        """(1, heads, 1+h*w, 1+h*w) bias for a patch grid of any size.
+
+        A grid other than the configured one (slide inference on a border
+        crop smaller than the training size, detection inputs) resizes the
+        table bicubically, as the official loaders do for checkpoints.
+        """
+        grid = tuple(grid)
+        table = self.relative_position_bias_table
+        if grid == self.rel_pos_grid:
+            index = self.relative_position_index
+        else:
+            table = resize_rel_pos_table(table, self.rel_pos_grid, grid)
+            index = relative_position_index(grid).to(table.device)
+        n = grid[0] * grid[1] + 1
+        bias = table[index.reshape(-1)].reshape(n, n, -1)
+        return bias.permute(2, 0, 1).unsqueeze(0)
+
+    def forward(self, x, attn_bias: Optional[torch.Tensor] = None,
+                grid: Optional[Tuple[int, int]] = None):
         B, N, _ = x.shape
         qkv = F.linear(x, self.qkv.weight, _qv_bias(self.q_bias,
                                                     self.v_bias))
         q, k, v = qkv.reshape(B, N, 3, self.num_heads,
                               self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.rel_pos_grid is not None:
+            if grid is None:
+                raise ValueError('an Attention with a relative-position bias '
+                                 'needs the patch grid of its input')
+            rpb = self.rel_pos_bias(grid)
+            attn_bias = rpb if attn_bias is None else attn_bias + rpb
         if attn_bias is not None:
             attn_bias = attn_bias.to(q.dtype)
         x = F.scaled_dot_product_attention(
@@ -257,18 +298,21 @@ class Block(nn.Module):
                  attn_drop=0.,
                  drop_path=0.,
                  init_values=None,
-                 norm_eps=1e-6):
+                 norm_eps=1e-6,
+                 rel_pos_grid=None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qv_bias, attn_drop, drop)
+        self.attn = Attention(
+            dim, num_heads, qv_bias, attn_drop, drop,
+            rel_pos_grid=rel_pos_grid)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.gamma_1 = _layer_scale(dim, init_values)
         self.gamma_2 = _layer_scale(dim, init_values)
 
-    def forward(self, x, attn_bias=None):
-        y = self.attn(self.norm1(x), attn_bias)
+    def forward(self, x, attn_bias=None, grid=None):
+        y = self.attn(self.norm1(x), attn_bias, grid)
         x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
         y = self.mlp(self.norm2(x))
         return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 *
@@ -358,3 +402,88 @@ def unpatchify(x: torch.Tensor, patch_size, grid) -> torch.Tensor:
 
 
 __all__ += ['init_linear_xavier', 'drop_path_rates', 'patchify', 'unpatchify']
+
+
+def num_relative_positions(grid: Tuple[int, int]) -> int:
+    """Rows of a BEiT relative-position table: every (dy, dx) plus 3 rows
+    for cls->token, token->cls and cls->cls."""
+    h, w = grid
+    return (2 * h - 1) * (2 * w - 1) + 3
+
+
+def relative_position_index(grid: Tuple[int, int]) -> torch.Tensor:
+    """(1+h*w, 1+h*w) long index into the table, cls token first.
+
+    The BEiT/CAE layout: patch pairs index ``(dy+h-1)*(2w-1) + dx+w-1``;
+    the last three rows are cls->token, token->cls, cls->cls.
+    """
+    h, w = grid
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij'))
+    coords = coords.flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    patch_index = (rel[..., 0] + h - 1) * (2 * w - 1) + rel[..., 1] + w - 1
+    num = num_relative_positions(grid)
+    index = torch.zeros(h * w + 1, h * w + 1, dtype=torch.long)
+    index[1:, 1:] = patch_index
+    index[0, 1:] = num - 3
+    index[1:, 0] = num - 2
+    index[0, 0] = num - 1
+    return index
+
+
+def resize_rel_pos_table(table: torch.Tensor, src_grid: Tuple[int, int],
+                         dst_grid: Tuple[int, int]) -> torch.Tensor:
+    """Bicubically resize the (dy, dx) part of a relative-position table.
+
+    Written with ``F.interpolate`` (BEiT's geometric resize goes through
+    ``scipy.interpolate.interp2d``, which SciPy 1.14 removed); the three
+    cls rows are kept as they are.
+    """
+    src_grid, dst_grid = tuple(src_grid), tuple(dst_grid)
+    if src_grid == dst_grid:
+        return table
+    sh, sw = 2 * src_grid[0] - 1, 2 * src_grid[1] - 1
+    dh, dw = 2 * dst_grid[0] - 1, 2 * dst_grid[1] - 1
+    if table.shape[0] != sh * sw + 3:
+        raise ValueError(
+            f'relative-position table has {table.shape[0]} rows, expected '
+            f'{sh * sw + 3} for a {src_grid[0]}x{src_grid[1]} patch grid')
+    heads = table.shape[1]
+    patch = table[:-3].T.reshape(1, heads, sh, sw)
+    patch = F.interpolate(
+        patch.float(), size=(dh, dw), mode='bicubic',
+        align_corners=False).to(table.dtype)
+    return torch.cat([patch.reshape(heads, dh * dw).T, table[-3:]], dim=0)
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Tuple[int, int],
+                     dst_grid: Tuple[int, int],
+                     num_extra_tokens: int = 1) -> torch.Tensor:
+    """Bicubically resize a (1, extra + h*w, C) table; extra rows kept.
+
+    What the official downstream loaders do to the 14x14 pretraining
+    table (and what the detection backbone repeats at every input size).
+    """
+    src_grid, dst_grid = tuple(src_grid), tuple(dst_grid)
+    if src_grid == dst_grid:
+        return pos_embed
+    extra = pos_embed[:, :num_extra_tokens]
+    patch = pos_embed[:, num_extra_tokens:]
+    if patch.shape[1] != src_grid[0] * src_grid[1]:
+        raise ValueError(
+            f'position table has {patch.shape[1]} patch rows, expected '
+            f'{src_grid[0]}x{src_grid[1]}')
+    C = patch.shape[-1]
+    patch = patch.reshape(1, *src_grid, C).permute(0, 3, 1, 2)
+    patch = F.interpolate(
+        patch.float(), size=dst_grid, mode='bicubic',
+        align_corners=False).to(pos_embed.dtype)
+    patch = patch.permute(0, 2, 3, 1).reshape(1, -1, C)
+    return torch.cat([extra, patch], dim=1)
+
+
+__all__ += [
+    'num_relative_positions', 'relative_position_index',
+    'resize_rel_pos_table', 'resize_pos_embed'
+]
