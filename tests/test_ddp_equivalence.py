@@ -12,8 +12,8 @@ How the comparison is made meaningful:
 * drop-path is off: it draws from each process's own generator (ranks are
   seeded differently on purpose), which no split can make equal;
 * initial weights: rank 0's, broadcast by mmengine / DDP.
-CMAE's EMA target is not covered yet (CMAE is being written on another
-branch)."""
+CMAE: its momentum (EMA) target is checked for identity across ranks
+below."""
 import os
 import socket
 import subprocess
@@ -122,3 +122,56 @@ def _initial_weights(cfg_path):
     runner._init_model_weights()
     return {k: v.detach().clone()
             for k, v in runner.model.state_dict().items()}
+
+
+CMAE = os.path.join(ROOT, 'configs', 'cmae',
+                    'cmae_vit-demo-p8_1xb64-coslr-30e_embedded.py')
+CMAE_CFG = '''_base_ = [{base!r}]
+custom_imports = dict(imports=['mmcae', 'rank_weights_hook'],
+                      allow_failed_imports=False)
+custom_hooks = [dict(type='CMAEMomentumHook'),
+                dict(type='DumpRankWeightsHook', out_dir={out!r})]
+train_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={data!r}, num_train=24, num_val=8))
+model = dict(backbone=dict(arch=dict(depth=1)))
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False,
+                        begin=0, end=1)]
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=1, max_keep_ckpts=1))
+visualizer = dict(vis_backends=[])
+'''
+
+
+def test_cmae_momentum_target_identical_on_both_ranks(tmp_path):
+    """CMAE's EMA target (momentum encoder + projector) stays identical
+    across DDP ranks.  (Not compared with a 1-process run: its projector's
+    BatchNorm and MoCo v3's in-batch negatives are per rank by design.)"""
+    cfg = tmp_path / 'cmae.py'
+    cfg.write_text(CMAE_CFG.format(base=CMAE, out=str(tmp_path / 'w'),
+                                   data=str(tmp_path / 'scenes')))
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+               PORT=str(_free_port()),
+               PYTHONPATH=HELPERS + os.pathsep +
+               os.environ.get('PYTHONPATH', ''))
+    r = subprocess.run(
+        ['bash', os.path.join(ROOT, 'tools', 'dist_train.sh'), str(cfg), '2',
+         '--work-dir', str(tmp_path / 'ddp')],
+        capture_output=True, text=True, cwd=str(tmp_path), env=env,
+        timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert 'Epoch(train) [1][3/3]' in out
+    r0 = torch.load(tmp_path / 'w' / 'rank0.pth', weights_only=True)
+    r1 = torch.load(tmp_path / 'w' / 'rank1.pth', weights_only=True)
+    target = [k for k in r0 if k.startswith(('target_backbone.',
+                                             'target_projector.'))
+              and 'running_' not in k and 'num_batches' not in k]
+    assert len(target) > 10
+    for k in target:
+        assert torch.equal(r0[k], r1[k]), k
+    # the target is an EMA, not a copy: it lags the online encoder
+    lagging = [k for k in target if k.startswith('target_backbone.')
+               and not torch.equal(r0[k], r0[k[len('target_'):]])]
+    assert lagging
