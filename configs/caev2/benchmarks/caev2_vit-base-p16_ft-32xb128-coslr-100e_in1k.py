@@ -7,7 +7,9 @@
 # fine-tuning batch (128 x 32) is assumed.
 # Reported top-1 (paper Table 1, 300e pretraining): 85.3 (loss on all
 # tokens, default), 85.2 (visible only), 85.0 (masked only).
-_base_ = ['../../cae/benchmarks/cae_vit-base-p16_ft-32xb128-coslr-100e_in1k.py']
+_base_ = [
+    '../../cae/benchmarks/cae_vit-base-p16_ft-32xb128-coslr-100e_in1k.py'
+]
 
 pretrained = 'checkpoints/caev2_base_300ep.pth'
 lr = 2e-4

@@ -3,7 +3,10 @@
 # position bias; otherwise the CAE linear recipe.
 # Reported top-1 (paper Table 1, 300e pretraining): 80.6 (default).
 # ViT-S: arch='small', 384-d (77.5); ViT-T: batch 2048 (69.3).
-_base_ = ['../../cae/benchmarks/cae_vit-base-p16_linear-32xb512-lars-coslr-90e_in1k.py']
+_base_ = [
+    '../../cae/benchmarks/'
+    'cae_vit-base-p16_linear-32xb512-lars-coslr-90e_in1k.py'
+]
 
 pretrained = 'checkpoints/caev2_base_300ep.pth'
 model = dict(

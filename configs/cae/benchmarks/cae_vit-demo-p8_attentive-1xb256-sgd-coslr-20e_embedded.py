@@ -3,14 +3,14 @@
 # encoder, every token after the final norm, learned query + one
 # cross-attention block + BatchNorm1d(affine=False) + Linear, SGD momentum
 # 0.9 lr 0.4 as given, wd 0, warmup + cosine, RandomResizedCrop + flip)
-# sized for a few CPU minutes: 30 epochs at batch 256, crops keep 50-100 %.
+# sized for a few CPU minutes: 20 epochs at batch 256, crops keep 50-100 %.
 #
 #   python tools/train.py THIS_CONFIG              # the demo's encoder
-#   python tools/train.py THIS_CONFIG --cfg-options model.backbone.init_cfg=None
-#                                                  # random init
+#   python tools/train.py THIS_CONFIG \
+#       --cfg-options model.backbone.init_cfg=None   # random init
 # The embedded data and schedule of the linear probe; the attentive parts
 # of ./cae_vit-base-p16_attentive-32xb256-sgd-coslr-90e_in1k.py.
-_base_ = ['./cae_vit-demo-p8_linear-1xb256-lars-coslr-30e_embedded.py']
+_base_ = ['./cae_vit-demo-p8_linear-1xb256-lars-coslr-20e_embedded.py']
 
 embed_dims = 128
 model = dict(

@@ -4,12 +4,12 @@
 # minutes.  The official recipe's shape (relative-position bias, mean
 # pooling + fc_norm from the pretrained norm, layer decay 0.65, drop path
 # 0.1, mixup/cutmix, label smoothing, random erasing, AdamW, warmup +
-# cosine); what changes for 64 px and 640 steps: crops keep 50-100 % of the
-# scene (the label is the largest object), lr 1e-3 at batch 64, 20 epochs.
+# cosine); what changes for 64 px and 320 steps: crops keep 50-100 % of the
+# scene (the label is the largest object), lr 1e-3 at batch 64, 10 epochs.
 #
 #   python tools/train.py THIS_CONFIG              # the demo's encoder
-#   python tools/train.py THIS_CONFIG --cfg-options model.backbone.init_cfg=None
-#                                                  # random init
+#   python tools/train.py THIS_CONFIG \
+#       --cfg-options model.backbone.init_cfg=None   # random init
 _base_ = ['./cae_vit-base-p16_ft-32xb128-coslr-100e_in1k.py']
 
 pretrained = 'work_dirs/demo/epoch_60.pth'
@@ -18,8 +18,8 @@ img_size = 64
 num_classes = 6
 embed_dims = 128
 lr = 1e-3
-max_epochs = 20
-warmup_epochs = 2
+max_epochs = 10
+warmup_epochs = 1
 
 data_preprocessor = dict(num_classes=num_classes)
 model = dict(
