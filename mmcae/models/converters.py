@@ -87,8 +87,8 @@ def convert_cae_encoder(ckpt) -> 'OrderedDict[str, torch.Tensor]':
 FRESH_DOWNSTREAM_KEYS = ('relative_position_bias_table', )
 
 
-def load_cae_encoder(encoder: torch.nn.Module, ckpt, source: str = 'checkpoint'
-                     ) -> Tuple[list, list]:
+def load_cae_encoder(encoder: torch.nn.Module, ckpt,
+                     source: str = 'checkpoint') -> list:
     """Load any CAE encoder checkpoint layout into a ``CAEViT``.
 
     ``ckpt`` is a loaded checkpoint (any layout :func:`convert_cae_encoder`
@@ -96,8 +96,7 @@ def load_cae_encoder(encoder: torch.nn.Module, ckpt, source: str = 'checkpoint'
     the final norm to ``fc_norm`` where the downstream mode needs it.
 
     Returns:
-        (fresh, dropped): keys initialised fresh by design (relative-position
-        tables) and checkpoint keys the mode does not use (none so far).
+        the keys initialised fresh by design (relative-position tables).
     Raises:
         ValueError naming ``source`` and the keys when anything else is
         missing, unexpected or misshaped.
@@ -115,4 +114,4 @@ def load_cae_encoder(encoder: torch.nn.Module, ckpt, source: str = 'checkpoint'
             f'{source!r} does not match {type(encoder).__name__}: missing '
             f'keys {sorted(bad)}, unexpected keys {sorted(unexpected)} '
             '(is the arch / patch size in the config the checkpoint\'s?)')
-    return fresh, list(unexpected)
+    return fresh

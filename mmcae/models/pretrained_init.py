@@ -36,7 +36,7 @@ class CAEPretrainedInit:
         # official checkpoints store their argparse args next to the weights
         torch.serialization.add_safe_globals([argparse.Namespace])
         ckpt = safe_load(self.checkpoint, map_location=self.map_location)
-        fresh, _ = load_cae_encoder(module, ckpt, self.checkpoint)
+        fresh = load_cae_encoder(module, ckpt, self.checkpoint)
         print_log(f'CAEPretrained: loaded {type(module).__name__} from '
                   f'{self.checkpoint}; fresh by design: {len(fresh)} '
                   'relative-position tables', logger='current')
