@@ -12,7 +12,9 @@ from mmcae.models.target_generators.dalle import DALLEEncoder
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
     p for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'),
-                         recursive=True) if '_base_' not in p)
+                         recursive=True)
+    # evaluation-protocol configs: tests/test_eval_protocols.py
+    if '_base_' not in p and 'benchmarks' not in p)
 
 
 @pytest.fixture(scope='module')

@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 
 import torch
 
-__all__ = ['convert_cae_encoder', 'detect_cae_layout']
+__all__ = ['convert_cae_encoder', 'detect_cae_layout', 'load_cae_encoder']
 
 # Non-encoder parts of the official (Atten4Vis, lxtGH), MMPretrain and
 # mmcae full checkpoints.
@@ -80,3 +80,38 @@ def convert_cae_encoder(ckpt) -> 'OrderedDict[str, torch.Tensor]':
                     break
         out[name] = v
     return out
+
+
+# Keys a downstream CAEViT creates fresh: the official fine-tuning starts
+# the per-block relative-position bias from zero, whatever the checkpoint.
+FRESH_DOWNSTREAM_KEYS = ('relative_position_bias_table', )
+
+
+def load_cae_encoder(encoder: torch.nn.Module, ckpt,
+                     source: str = 'checkpoint') -> list:
+    """Load any CAE encoder checkpoint layout into a ``CAEViT``.
+
+    ``ckpt`` is a loaded checkpoint (any layout :func:`convert_cae_encoder`
+    accepts).  The encoder's load hook resizes position tables and moves
+    the final norm to ``fc_norm`` where the downstream mode needs it.
+
+    Returns:
+        the keys initialised fresh by design (relative-position tables).
+    Raises:
+        ValueError naming ``source`` and the keys when anything else is
+        missing, unexpected or misshaped.
+    """
+    sd = convert_cae_encoder(ckpt)
+    try:
+        missing, unexpected = encoder.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f'{source!r} does not fit '
+                         f'{type(encoder).__name__}: {e}') from e
+    fresh = [k for k in missing if k.endswith(FRESH_DOWNSTREAM_KEYS)]
+    bad = [k for k in missing if k not in fresh]
+    if bad or unexpected:
+        raise ValueError(
+            f'{source!r} does not match {type(encoder).__name__}: missing '
+            f'keys {sorted(bad)}, unexpected keys {sorted(unexpected)} '
+            '(is the arch / patch size in the config the checkpoint\'s?)')
+    return fresh

@@ -1,1 +1,2 @@
 from .reconstruction import *  # noqa: F401,F403
+from .encoder_maps import *  # noqa: F401,F403

@@ -24,7 +24,7 @@ CAE_ARCHS = {
 }
 
 
-OUT_TYPES = (None, 'cls_token', 'avg_featmap', 'featmap')
+OUT_TYPES = (None, 'cls_token', 'avg_featmap', 'featmap', 'raw')
 
 
 @ROOT_MODELS.register_module()
@@ -42,7 +42,9 @@ class CAEViT(BaseModule):
       ``fc_norm`` (renamed at load time, as the official loader does);
     * ``'featmap'``: a tuple of (B, C, h, w) maps taken after the blocks in
       ``out_indices``, without the final norm (``out_with_norm=False`` in
-      every official dense config) -- detection and segmentation.
+      every official dense config) -- detection and segmentation;
+    * ``'raw'``: ``((B, 1 + h*w, C) all tokens after the final norm,)`` --
+      attentive probing reads every token, cls included.
 
     Args:
         arch: 'tiny' | 'small' | 'base' | 'large' or a dict with
@@ -65,6 +67,9 @@ class CAEViT(BaseModule):
             as the official detection backbone does at every forward.
         with_cp: activation checkpointing per block (the official detection
             scripts pass ``use_checkpoint=True``).
+        frozen: no parameter trains and the module stays in eval mode
+            (linear and attentive probing); the forward runs without
+            autograd, so probing costs one inference pass per image.
     """
 
     def __init__(self,
@@ -85,6 +90,7 @@ class CAEViT(BaseModule):
                  use_rel_pos_bias=False,
                  pos_embed_interp='sincos',
                  with_cp=False,
+                 frozen=False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if out_type not in OUT_TYPES:
@@ -151,6 +157,15 @@ class CAEViT(BaseModule):
             self.fc_norm = nn.LayerNorm(self.embed_dims, eps=norm_eps)
         self._init_official()
         self._register_load_state_dict_pre_hook(self._adapt_state_dict)
+        self.frozen = frozen
+        if frozen:
+            self.requires_grad_(False)
+            self.eval()
+
+    def train(self, mode: bool = True):
+        # A frozen encoder keeps eval behaviour (no dropout / drop path)
+        # whatever the runner asks of the model around it.
+        return super().train(mode and not getattr(self, 'frozen', False))
 
     def _init_official(self):
         init_linear_xavier(self)
@@ -262,6 +277,9 @@ class CAEViT(BaseModule):
             if mask is not None:
                 raise ValueError(f'CAEViT(out_type={self.out_type!r}) takes '
                                  'no mask; masks are for pretraining')
+            if self.frozen:
+                with torch.no_grad():
+                    return self.forward_features(x)
             return self.forward_features(x)
         tokens = self.embed(x)
         keep = None
@@ -292,6 +310,8 @@ class CAEViT(BaseModule):
             return tuple(outs)
         if self.out_type == 'avg_featmap':
             return (self.fc_norm(h[:, 1:].mean(dim=1)), )
+        if self.out_type == 'raw':
+            return (self.norm(h), )
         return (self.norm(h)[:, 0], )
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):

@@ -1,0 +1,104 @@
+"""The three evaluation protocols on the embedded scenes, for a pretrained
+encoder and for random init: one table of val top-1 and run times.
+
+    python tools/analysis/eval_protocols_embedded.py [--checkpoint
+        work_dirs/demo/epoch_60.pth] [--protocols ft linear attentive]
+        [--work-dir work_dirs/protocols] [--parallel 2]
+
+Each run is ``tools/train.py <embedded config>`` (MMPretrain's runner and
+Accuracy evaluator); random init passes ``model.backbone.init_cfg=None``.
+``--parallel 2`` runs the pretrained and the random run of a protocol side
+by side.  Writes ``<work-dir>/summary.json`` and prints a Markdown table.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BENCH = osp.join(ROOT, 'configs', 'cae', 'benchmarks')
+CONFIGS = {
+    'ft': 'cae_vit-demo-p8_ft-1xb64-coslr-10e_embedded.py',
+    'linear': 'cae_vit-demo-p8_linear-1xb256-lars-coslr-20e_embedded.py',
+    'attentive': 'cae_vit-demo-p8_attentive-1xb256-sgd-coslr-20e_embedded.py',
+}
+NAMES = {'ft': 'fine-tuning', 'linear': 'linear probe',
+         'attentive': 'attentive probe'}
+
+
+def last_top1(work_dir):
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                      'scalars.json')))
+    top1 = None
+    for f in files:
+        with open(f) as fh:
+            for line in fh:
+                rec = json.loads(line)
+                if 'accuracy/top1' in rec:
+                    top1 = rec['accuracy/top1']
+    if top1 is None:
+        raise RuntimeError(f'no accuracy/top1 logged under {work_dir}')
+    return top1
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--checkpoint', default='work_dirs/demo/epoch_60.pth')
+    p.add_argument('--protocols', nargs='+', default=list(CONFIGS),
+                   choices=list(CONFIGS))
+    p.add_argument('--work-dir', default='work_dirs/protocols')
+    p.add_argument('--parallel', type=int, default=1, choices=[1, 2])
+    args = p.parse_args()
+    if not osp.isfile(args.checkpoint):
+        sys.exit(f'{args.checkpoint} not found: run the main job first '
+                 '(bash tools/run_demo.sh) or pass --checkpoint')
+    results = {}
+    for proto in args.protocols:
+        cfg = osp.join(BENCH, CONFIGS[proto])
+        jobs = {}
+        for init in ('pretrained', 'random init'):
+            wd = osp.join(args.work_dir, proto,
+                          'pretrained' if init == 'pretrained' else 'random')
+            opt = (f'model.backbone.init_cfg.checkpoint={args.checkpoint}'
+                   if init == 'pretrained' else 'model.backbone.init_cfg=None')
+            cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg,
+                   '--work-dir', wd, '--cfg-options', opt]
+            os.makedirs(wd, exist_ok=True)
+            log = open(osp.join(wd, 'run.log'), 'w')
+            t0 = time.time()
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            jobs[init] = (proc, t0, wd, log)
+            if args.parallel == 1:
+                proc.wait()
+                jobs[init] = (proc, t0, wd, log, time.time() - t0)
+        for init, job in jobs.items():
+            proc, t0, wd, log = job[:4]
+            proc.wait()
+            secs = job[4] if len(job) > 4 else time.time() - t0
+            log.close()
+            if proc.returncode:
+                sys.exit(f'{proto} ({init}) failed: see {wd}/run.log')
+            results.setdefault(proto, {})[init] = dict(
+                top1=last_top1(wd), seconds=round(secs, 1))
+            print(f'{NAMES[proto]:<16} {init:<12} top-1 '
+                  f'{results[proto][init]["top1"]:6.2f} %  '
+                  f'{secs / 60:5.1f} min', flush=True)
+    with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
+        json.dump(dict(checkpoint=args.checkpoint, parallel=args.parallel,
+                       results=results), f, indent=2)
+    print('\n| protocol | pretrained | random init | difference | '
+          'minutes (pretrained / random) |')
+    print('|---|---|---|---|---|')
+    for proto, r in results.items():
+        a, b = r['pretrained'], r['random init']
+        print(f'| {NAMES[proto]} | {a["top1"]:.1f} % | {b["top1"]:.1f} % | '
+              f'{a["top1"] - b["top1"]:+.1f} | {a["seconds"] / 60:.1f} / '
+              f'{b["seconds"] / 60:.1f} |')
+
+
+if __name__ == '__main__':
+    main()

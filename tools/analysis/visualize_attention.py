@@ -1,0 +1,72 @@
+"""cls-token attention of the last block (CAE paper Fig. 6) for any CAE
+encoder checkpoint, with the contour of the patches holding 50 % of it.
+
+    python tools/analysis/visualize_attention.py CHECKPOINT OUT.png
+        [--config CFG] [--scenes 4] [--photos 4] [--mass 0.5]
+
+CHECKPOINT: any layout (mmcae pretraining or classifier, MMPretrain,
+official release), or ``random`` for the config's random init.  CFG gives
+the encoder (``model.backbone``); default: the demo's pretraining config.
+Images: scikit-image photos and embedded val scenes at the encoder's size.
+"""
+import argparse
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'cae',
+                          'cae_vit-demo-p8_1xb64-coslr-60e_embedded.py')
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('checkpoint', help="a checkpoint file, or 'random'")
+    p.add_argument('out')
+    p.add_argument('--config', default=DEFAULT_CONFIG)
+    p.add_argument('--scenes', type=int, default=4)
+    p.add_argument('--photos', type=int, default=4,
+                   help='scikit-image photos first (0-4)')
+    p.add_argument('--mass', type=float, default=0.5)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args(argv)
+
+
+def load_encoder(args):
+    import torch
+    from mmengine.config import Config
+
+    import mmcae  # noqa: F401
+    from mmcae.visualization import build_encoder
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    torch.manual_seed(args.seed)
+    ckpt = None if args.checkpoint == 'random' else args.checkpoint
+    return build_encoder(cfg.model.backbone, ckpt)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmcae.visualization import (attention_figure, render_scenes,
+                                     skimage_photos)
+    encoder = load_encoder(args)
+    size = encoder.img_size
+    images = skimage_photos(size)[:args.photos]
+    titles = ['astronaut', 'chelsea', 'coffee', 'rocket'][:args.photos]
+    scenes, labels = render_scenes(args.scenes, size)
+    from mmcae.datasets.scenes import SCENE_CLASSES
+    images += scenes
+    titles += [f'scene {i} ({SCENE_CLASSES[c]})'
+               for i, c in enumerate(labels)]
+    if not images:
+        sys.exit('nothing to draw: --photos and --scenes are both 0')
+    attention_figure(encoder, images, args.out, mass=args.mass,
+                     titles=titles)
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
