@@ -640,3 +640,49 @@ def test_training_without_the_momentum_hook_warns():
     model.loss(x, ds)
     with pytest.warns(UserWarning, match='CMAEMomentumHook'):
         model.loss(x, ds)
+
+
+@pytest.mark.parametrize('protocol', ['ft', 'linear', 'attentive'])
+def test_cmae_checkpoint_loads_into_each_protocol(protocol, tmp_path):
+    """A CMAE pretraining checkpoint (as the runner saves it) -> the
+    embedded protocol classifiers: the online encoder loads, not the
+    momentum one, with nothing missing or unexpected."""
+    torch.manual_seed(3)
+    model = MODELS.build(small_cfg())
+    with torch.no_grad():  # make the two encoders differ
+        for p in model.target_backbone.parameters():
+            p.add_(1.0)
+    path = str(tmp_path / 'cmae.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    name = {
+        'ft': 'ft-1xb64-coslr-10e',
+        'linear': 'linear-1xb256-lars-coslr-20e',
+        'attentive': 'attentive-1xb256-sgd-coslr-20e'
+    }[protocol]
+    cfg = Config.fromfile(
+        os.path.join(ROOT, 'configs', 'cmae', 'benchmarks',
+                     f'cmae_vit-demo-p8_{name}_embedded.py'))
+    bb = cfg.model.backbone
+    assert bb.type == 'CMAEViT'
+    bb.update(arch=dict(embed_dims=D, depth=DEPTH, num_heads=HEADS),
+              img_size=IMG, patch_size=P)
+    bb.init_cfg.checkpoint = path
+    if protocol == 'linear':
+        cfg.model.neck.input_features = D
+    if protocol == 'attentive':
+        cfg.model.neck.update(embed_dims=D, num_heads=HEADS)
+    cfg.model.head.in_channels = D
+    clf = MODELS.build(cfg.model)
+    clf.init_weights()
+    got = clf.backbone.state_dict()
+    ref = model.backbone.state_dict()
+    fresh = sorted(set(got) - set(ref))
+    assert fresh == (['fc_norm.bias', 'fc_norm.weight']
+                     if protocol == 'ft' else [])
+    assert sorted(set(ref) - set(got)) == (
+        ['norm.bias', 'norm.weight'] if protocol == 'ft' else [])
+    for k, v in got.items():
+        if k in ref:
+            assert torch.equal(v, ref[k]), k
+    if protocol == 'ft':
+        assert torch.equal(got['fc_norm.weight'], ref['norm.weight'])

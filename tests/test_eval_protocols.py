@@ -349,8 +349,9 @@ def test_attentive_neck_rejects_pooled_features():
 
 
 BENCH_CONFIGS = sorted(
-    os.path.join(d, f) for d in (BENCH, os.path.join(ROOT, 'configs', 'caev2',
-                                                     'benchmarks'))
+    os.path.join(d, f)
+    for d in (BENCH, os.path.join(ROOT, 'configs', 'caev2', 'benchmarks'),
+              os.path.join(ROOT, 'configs', 'cmae', 'benchmarks'))
     for f in os.listdir(d) if f.endswith('.py'))
 
 
@@ -370,13 +371,16 @@ def test_protocol_config_builds(path):
     enc = model.backbone
     assert model.head.fc.in_features == enc.embed_dims
     if '_ft-' in name:
-        assert bb.out_type == 'avg_featmap' and bb.use_rel_pos_bias
+        assert bb.out_type == 'avg_featmap'
+        # CMAE fine-tunes as MAE does: no relative-position bias
+        assert bool(bb.use_rel_pos_bias) == (not name.startswith('cmae'))
         assert cfg.optim_wrapper.constructor == (
             'LearningRateDecayOptimWrapperConstructor')
         rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
         kinds = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
         assert 'RandomErasing' in kinds
-        assert ('RandAugment' in kinds) == name.startswith('caev2')
+        assert ('RandAugment' in kinds) == name.startswith(
+            ('caev2', 'cmae_vit-base'))
         assert [a['type'] for a in cfg.model.train_cfg.augments] == [
             'Mixup', 'CutMix']
         assert cfg.model.head.loss.label_smooth_val == 0.1

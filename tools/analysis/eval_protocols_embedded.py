@@ -1,9 +1,13 @@
 """The three evaluation protocols on the embedded scenes, for a pretrained
 encoder and for random init: one table of val top-1 and run times.
 
-    python tools/analysis/eval_protocols_embedded.py [--checkpoint
-        work_dirs/demo/epoch_60.pth] [--protocols ft linear attentive]
-        [--work-dir work_dirs/protocols] [--parallel 2]
+    python tools/analysis/eval_protocols_embedded.py [--algorithm cae|cmae]
+        [--checkpoint work_dirs/demo/epoch_60.pth]
+        [--protocols ft linear attentive] [--work-dir work_dirs/protocols]
+        [--parallel 2]
+
+``--algorithm cmae`` uses configs/cmae/benchmarks/ (CMAEViT) and the CMAE
+demo's checkpoint (``python tools/demo.py --algorithm cmae``).
 
 Each run is ``tools/train.py <embedded config>`` (MMPretrain's runner and
 Accuracy evaluator); random init passes ``model.backbone.init_cfg=None``.
@@ -20,11 +24,14 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-BENCH = osp.join(ROOT, 'configs', 'cae', 'benchmarks')
 CONFIGS = {
-    'ft': 'cae_vit-demo-p8_ft-1xb64-coslr-10e_embedded.py',
-    'linear': 'cae_vit-demo-p8_linear-1xb256-lars-coslr-20e_embedded.py',
-    'attentive': 'cae_vit-demo-p8_attentive-1xb256-sgd-coslr-20e_embedded.py',
+    'ft': '{}_vit-demo-p8_ft-1xb64-coslr-10e_embedded.py',
+    'linear': '{}_vit-demo-p8_linear-1xb256-lars-coslr-20e_embedded.py',
+    'attentive': '{}_vit-demo-p8_attentive-1xb256-sgd-coslr-20e_embedded.py',
+}
+DEFAULT_CHECKPOINTS = {
+    'cae': 'work_dirs/demo/epoch_60.pth',
+    'cmae': 'work_dirs/demo_cmae/epoch_30.pth',
 }
 NAMES = {'ft': 'fine-tuning', 'linear': 'linear probe',
          'attentive': 'attentive probe'}
@@ -47,18 +54,28 @@ def last_top1(work_dir):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--checkpoint', default='work_dirs/demo/epoch_60.pth')
+    p.add_argument('--algorithm', default='cae',
+                   choices=sorted(DEFAULT_CHECKPOINTS))
+    p.add_argument('--checkpoint', default=None,
+                   help='default: the demo checkpoint of --algorithm')
     p.add_argument('--protocols', nargs='+', default=list(CONFIGS),
                    choices=list(CONFIGS))
-    p.add_argument('--work-dir', default='work_dirs/protocols')
+    p.add_argument('--work-dir', default=None,
+                   help='default: work_dirs/protocols[_cmae]')
     p.add_argument('--parallel', type=int, default=1, choices=[1, 2])
     args = p.parse_args()
+    args.checkpoint = args.checkpoint or DEFAULT_CHECKPOINTS[args.algorithm]
+    args.work_dir = args.work_dir or (
+        'work_dirs/protocols' if args.algorithm == 'cae' else
+        f'work_dirs/protocols_{args.algorithm}')
+    bench = osp.join(ROOT, 'configs', args.algorithm, 'benchmarks')
     if not osp.isfile(args.checkpoint):
         sys.exit(f'{args.checkpoint} not found: run the main job first '
-                 '(bash tools/run_demo.sh) or pass --checkpoint')
+                 f'(python tools/demo.py --algorithm {args.algorithm}) or pass '
+                 '--checkpoint')
     results = {}
     for proto in args.protocols:
-        cfg = osp.join(BENCH, CONFIGS[proto])
+        cfg = osp.join(bench, CONFIGS[proto].format(args.algorithm))
         jobs = {}
         for init in ('pretrained', 'random init'):
             wd = osp.join(args.work_dir, proto,
@@ -88,7 +105,8 @@ def main():
                   f'{results[proto][init]["top1"]:6.2f} %  '
                   f'{secs / 60:5.1f} min', flush=True)
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
-        json.dump(dict(checkpoint=args.checkpoint, parallel=args.parallel,
+        json.dump(dict(algorithm=args.algorithm, checkpoint=args.checkpoint,
+                       parallel=args.parallel,
                        results=results), f, indent=2)
     print('\n| protocol | pretrained | random init | difference | '
           'minutes (pretrained / random) |')
