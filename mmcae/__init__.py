@@ -4,7 +4,7 @@ Importing the package (``custom_imports=dict(imports=['mmcae'])`` in a config)
 registers every component.
 """
 from .version import __version__  # noqa: F401
-from . import datasets, models  # noqa: F401,E402
+from . import datasets, engine, models  # noqa: F401,E402
 from .utils import setup_safe_torch_load  # noqa: E402
 
 # Resuming an mmengine checkpoint under torch>=2.6 needs its data classes

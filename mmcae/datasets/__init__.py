@@ -1,2 +1,3 @@
 from .scenes import *  # noqa: F401,F403
 from .transforms import *  # noqa: F401,F403
+from .transfer_data import *  # noqa: F401,F403
