@@ -84,7 +84,7 @@ val_dataloader = dict(
     dataset=dict(dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_iters = 600
+max_iters = 400
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
@@ -93,8 +93,8 @@ optim_wrapper = dict(
     paramwise_cfg=dict(num_layers=4, layer_decay_rate=0.65))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-         end=30),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=30,
+         end=20),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=20,
          end=max_iters)
 ]
 train_cfg = dict(
