@@ -89,7 +89,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             items = merged[(layer_id, no_decay)]
             scale = self.layer_decay_rate**(total_layers - 1 - layer_id)
             wd = 0. if no_decay else base_wd
-            group_name = f'layer_{layer_id}_{"no_decay" if no_decay else "decay"}'
+            kind = 'no_decay' if no_decay else 'decay'
+            group_name = f'layer_{layer_id}_{kind}'
             params.append(
                 dict(params=[p for _, p in items],
                      lr=self.base_lr * scale,
