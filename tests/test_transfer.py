@@ -17,7 +17,7 @@ from mmcae.models.layers import resize_pos_embed
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_DEMO = osp.join(
     ROOT, 'configs', 'mask_rcnn',
-    'mask-rcnn_cae-vit-demo-p8_fpn-4conv1fc-giou_1xb8-ms-6e_embedded-coco.py')
+    'mask-rcnn_cae-vit-demo-p8_fpn-4conv1fc-giou_1xb4-ms-6e_embedded-coco.py')
 SEG_DEMO = osp.join(ROOT, 'configs', 'upernet',
                     'upernet_cae-vit-demo-p8_1xb8-400_embedded-ade-96x96.py')
 CAE_DEMO = osp.join(ROOT, 'configs', 'cae',

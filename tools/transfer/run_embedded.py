@@ -23,7 +23,7 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
     'det': osp.join(ROOT, 'configs', 'mask_rcnn', 'mask-rcnn_cae-vit-demo-'
-                    'p8_fpn-4conv1fc-giou_1xb8-ms-6e_embedded-coco.py'),
+                    'p8_fpn-4conv1fc-giou_1xb4-ms-6e_embedded-coco.py'),
     'seg': osp.join(ROOT, 'configs', 'upernet', 'upernet_cae-vit-demo-p8_'
                     '1xb8-400_embedded-ade-96x96.py'),
 }
