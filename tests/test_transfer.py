@@ -453,3 +453,31 @@ def test_embedded_upernet_trains_and_evaluates(tmp_path):
     metrics = runner.val()
     for k in ('mIoU', 'aAcc', 'mAcc'):
         assert isinstance(metrics[k], float) and 0 <= metrics[k] <= 100, k
+
+
+def test_dist_train_launcher_two_cpu_processes(tmp_path):
+    """tools/transfer/dist_train.sh: 2 processes (gloo on CPU), UperNet."""
+    import socket
+    import subprocess
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    data = str(tmp_path / 'data')
+    opts = [
+        'model.backbone.init_cfg=None', 'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2', 'default_hooks.logger.interval=1',
+        f'embedded_data.data_root={data}', 'embedded_data.num_train=4',
+        'embedded_data.num_val=2', 'train_dataloader.batch_size=2',
+        f'train_dataloader.dataset.data_root={data}',
+        f'val_dataloader.dataset.data_root={data}'
+    ]
+    env = dict(os.environ, PORT=str(port), OMP_NUM_THREADS='1',
+               PYTHON=__import__('sys').executable)
+    r = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools', 'transfer', 'dist_train.sh'),
+         SEG_DEMO, '2', '--work-dir', str(tmp_path / 'work'),
+         '--cfg-options'] + opts,
+        capture_output=True, text=True, env=env, timeout=600)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert 'Iter(train) [2/2]' in out and 'mIoU:' in out
