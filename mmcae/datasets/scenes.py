@@ -48,7 +48,7 @@ from .sample_seed import PerSampleSeedMixin
 
 __all__ = [
     'SCENE_CLASSES', 'SCENE_TEXTURES', 'render_scene', 'generate_scenes',
-    'scene_to_semantic_map', 'EmbeddedScenes'
+    'scene_to_semantic_map', 'EmbeddedScenes', 'build_dataset_dir'
 ]
 
 #: Object classes; class id = position. Folder names are ``f'{id:02d}_name'``
@@ -254,12 +254,12 @@ def _write_split(tmp, split, num, img_size, num_classes, seed):
         json.dump(ann, f)
 
 
-def _check_meta(root, meta):
+def _check_meta(root, meta, what='EmbeddedScenes'):
     """Return if ``root`` holds a dataset made with ``meta``, else raise."""
     path = osp.join(root, 'meta.json')
     if not osp.isfile(path):
         raise FileExistsError(
-            f'EmbeddedScenes root {root!r} exists but has no meta.json; it '
+            f'{what} root {root!r} exists but has no meta.json; it '
             'is not a generated scene dataset. Choose another data_root.')
     with open(path) as f:
         old = json.load(f)
@@ -268,8 +268,49 @@ def _check_meta(root, meta):
         txt = ', '.join(f'{k}: on disk {a!r} vs requested {b!r}'
                         for k, (a, b) in sorted(diff.items()))
         raise ValueError(
-            f'EmbeddedScenes root {root!r} was generated with different '
+            f'{what} root {root!r} was generated with different '
             f'parameters ({txt}). Use another data_root or delete it by hand.')
+
+
+def build_dataset_dir(root, meta, write, what='EmbeddedScenes'):
+    """Create ``root`` once with ``write(tmp_dir)``, safely under concurrency.
+
+    An exclusive ``fcntl`` lock on ``<root>.lock`` serialises generation on
+    one host, and the data is written to a temp dir next to ``root`` and
+    moved in with one atomic ``os.rename``, so readers never see a
+    half-written root; if the rename loses a race anyway (e.g. a shared file
+    system where locks are not honoured), the loser discards its copy and
+    checks the winner's meta.  Existing roots are never deleted: different
+    ``meta`` raises ValueError.  Returns the absolute ``root``.
+    """
+    root = osp.abspath(osp.expanduser(str(root)))
+    if osp.isfile(osp.join(root, 'meta.json')):  # fast path, no lock
+        _check_meta(root, meta, what)
+        return root
+    parent = osp.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    with open(root + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if osp.exists(root) and os.listdir(root):
+                _check_meta(root, meta, what)
+                return root
+            tmp = tempfile.mkdtemp(
+                prefix=f'.{osp.basename(root)}.tmp-', dir=parent)
+            try:
+                write(tmp)
+                with open(osp.join(tmp, 'meta.json'), 'w') as f:
+                    json.dump(meta, f, indent=2)
+                os.rename(tmp, root)  # replaces an empty dir, atomic
+            except OSError:
+                if not osp.isfile(osp.join(root, 'meta.json')):
+                    raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _check_meta(root, meta, what)
+    return root
 
 
 def generate_scenes(root, num_train=2000, num_val=500, img_size=64,
@@ -287,43 +328,19 @@ def generate_scenes(root, num_train=2000, num_val=500, img_size=64,
     Returns:
         str: ``root``.
     """
-    root = osp.abspath(osp.expanduser(str(root)))
     h, w = _hw(img_size)
     meta = dict(generator='mmcae.EmbeddedScenes', version=_VERSION,
                 num_train=int(num_train), num_val=int(num_val),
                 img_size=[h, w], num_classes=int(num_classes), seed=int(seed),
                 classes=list(SCENE_CLASSES[:num_classes]),
                 textures=list(SCENE_TEXTURES[:num_classes]))
-    if osp.isfile(osp.join(root, 'meta.json')):  # fast path, no lock
-        _check_meta(root, meta)
-        return root
-    parent = osp.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    with open(root + '.lock', 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if osp.exists(root) and os.listdir(root):
-                _check_meta(root, meta)
-                return root
-            tmp = tempfile.mkdtemp(
-                prefix=f'.{osp.basename(root)}.tmp-', dir=parent)
-            try:
-                os.makedirs(osp.join(tmp, 'annotations'))
-                _write_split(tmp, 'train', num_train, (h, w), num_classes,
-                             seed)
-                _write_split(tmp, 'val', num_val, (h, w), num_classes, seed)
-                with open(osp.join(tmp, 'meta.json'), 'w') as f:
-                    json.dump(meta, f, indent=2)
-                os.rename(tmp, root)  # replaces an empty dir, atomic
-            except OSError:
-                if not osp.isfile(osp.join(root, 'meta.json')):
-                    raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    _check_meta(root, meta)
-    return root
+
+    def write(tmp):
+        os.makedirs(osp.join(tmp, 'annotations'))
+        _write_split(tmp, 'train', num_train, (h, w), num_classes, seed)
+        _write_split(tmp, 'val', num_val, (h, w), num_classes, seed)
+
+    return build_dataset_dir(root, meta, write)
 
 
 @DATASETS.register_module()
