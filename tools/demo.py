@@ -162,8 +162,11 @@ def main():
     # ---------------------------------------------------- reconstruction --
     out_png = None
     if not hasattr(model.head, 'targets'):
-        print('[demo] 3/3 skipped: this model has no pixel head, so no '
-              'reconstruction figure', flush=True)
+        # The figure reads CAE's pixel head (ContextAutoencoder.reconstruct);
+        # CAE v2 predicts CLIP features and CMAE's pixel decoder is MAE's.
+        print(f'[demo] 3/3 skipped: the reconstruction figure is drawn for '
+              f'CAE with pixel targets only, not {type(model).__name__}',
+              flush=True)
     else:
         from mmcae.visualization import photos_and_scenes_figure
         print('[demo] 3/3 reconstruction figure', flush=True)
