@@ -24,6 +24,6 @@ PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
     --master_addr=$MASTER_ADDR \
     --nproc_per_node=$GPUS \
     --master_port=$PORT \
-    "$(dirname "$0")/train.py" \
+    "${MMCAE_ENTRY:-$(dirname "$0")/train.py}" \
     $CONFIG \
     --launcher pytorch ${@:3}

@@ -35,4 +35,4 @@ srun -p ${PARTITION} \
     --cpus-per-task=${CPUS_PER_TASK} \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    "$PYTHON" -u "$(dirname "$0")/test.py" ${CONFIG} ${CHECKPOINT} --launcher="slurm" ${PY_ARGS}
+    "$PYTHON" -u "${MMCAE_ENTRY:-$(dirname "$0")/test.py}" ${CONFIG} ${CHECKPOINT} --launcher="slurm" ${PY_ARGS}

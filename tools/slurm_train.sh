@@ -37,4 +37,4 @@ srun -p ${PARTITION} \
     --cpus-per-task=${CPUS_PER_TASK} \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    "$PYTHON" -u "$(dirname "$0")/train.py" ${CONFIG} ${WORK_DIR_ARG} --launcher="slurm" ${PY_ARGS}
+    "$PYTHON" -u "${MMCAE_ENTRY:-$(dirname "$0")/train.py}" ${CONFIG} ${WORK_DIR_ARG} --launcher="slurm" ${PY_ARGS}

@@ -1,30 +1,7 @@
 #!/usr/bin/env bash
-# Usage: bash tools/transfer/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT (as tools/dist_test.sh).
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
-        PYTHON="$ROOT/.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$ROOT":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes=$NNODES \
-    --node_rank=$NODE_RANK \
-    --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS \
-    --master_port=$PORT \
-    "$ROOT/tools/transfer/test.py" \
-    $CONFIG \
-    $CHECKPOINT \
-    --launcher pytorch ${@:4}
+# The launcher of tools/dist_test.sh (same arguments and environment variables:
+# see that file) running tools/transfer/test.py, MMDetection's /
+# MMSegmentation's way of testing, instead of MMPretrain's.
+# Usage: bash tools/transfer/dist_test.sh <the arguments of tools/dist_test.sh>
+HERE="$(cd "$(dirname "$0")" && pwd)"
+MMCAE_ENTRY="$HERE/test.py" exec bash "$HERE/../dist_test.sh" "$@"

@@ -1,29 +1,7 @@
 #!/usr/bin/env bash
-# Usage: bash tools/transfer/dist_train.sh CONFIG GPUS [train.py args...]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT (as tools/dist_train.sh).
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-# The project's .venv unless another environment is active (or PYTHON set).
-if [ -z "${PYTHON:-}" ]; then
-    if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
-        PYTHON="$ROOT/.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$ROOT":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes=$NNODES \
-    --node_rank=$NODE_RANK \
-    --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS \
-    --master_port=$PORT \
-    "$ROOT/tools/transfer/train.py" \
-    $CONFIG \
-    --launcher pytorch ${@:3}
+# The launcher of tools/dist_train.sh (same arguments and environment variables:
+# see that file) running tools/transfer/train.py, MMDetection's /
+# MMSegmentation's way of training, instead of MMPretrain's.
+# Usage: bash tools/transfer/dist_train.sh <the arguments of tools/dist_train.sh>
+HERE="$(cd "$(dirname "$0")" && pwd)"
+MMCAE_ENTRY="$HERE/train.py" exec bash "$HERE/../dist_train.sh" "$@"

@@ -1,33 +1,7 @@
 #!/usr/bin/env bash
-# Usage: [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...]
-#        bash tools/transfer/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [PY_ARGS...]
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
-        PYTHON="$ROOT/.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
-set -x
-
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PY_ARGS=${@:5}
-
-PYTHONPATH="$ROOT":$PYTHONPATH \
-srun -p ${PARTITION} \
-    --job-name=${JOB_NAME} \
-    --gres=gpu:${GPUS_PER_NODE} \
-    --ntasks=${GPUS} \
-    --ntasks-per-node=${GPUS_PER_NODE} \
-    --cpus-per-task=${CPUS_PER_TASK} \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$ROOT/tools/transfer/test.py" ${CONFIG} ${CHECKPOINT} --launcher="slurm" ${PY_ARGS}
+# The launcher of tools/slurm_test.sh (same arguments and environment variables:
+# see that file) running tools/transfer/test.py, MMDetection's /
+# MMSegmentation's way of testing, instead of MMPretrain's.
+# Usage: bash tools/transfer/slurm_test.sh <the arguments of tools/slurm_test.sh>
+HERE="$(cd "$(dirname "$0")" && pwd)"
+MMCAE_ENTRY="$HERE/test.py" exec bash "$HERE/../slurm_test.sh" "$@"
