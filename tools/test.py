@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmcae.utils import (check_cfg_options, check_config_types,  # noqa: E402
+                         finish_distributed,
                          check_data_roots, setup_safe_torch_load,
                          use_gloo_without_cuda)
 
@@ -68,6 +69,7 @@ def main():
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     print(metrics)
+    finish_distributed()
 
 
 if __name__ == '__main__':

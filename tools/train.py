@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmcae.utils import (check_cfg_options, check_config_types,  # noqa: E402
+                         finish_distributed,
                          check_data_roots, setup_safe_torch_load,
                          use_gloo_without_cuda)
 
@@ -132,6 +133,7 @@ def main():
     use_gloo_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 __all__ = [
     'check_data_roots', 'use_gloo_without_cuda', 'check_cfg_options',
-    'check_config_types'
+    'check_config_types', 'finish_distributed'
 ]
 
 # Datasets that create their data on first use.
@@ -192,3 +192,19 @@ def check_config_types(cfg):
         if low is not None and node < low:
             raise ValueError(f'config key {key} must be >= {low}, got '
                              f'{node!r}')
+
+
+def finish_distributed():
+    """Tear the process group down before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's worker threads can be destroyed
+    while still joinable, and a rank then dies with "terminate called
+    without an active exception" after a finished run -- which srun's
+    ``--kill-on-bad-exit`` and torchrun turn into a failed job.  The
+    barrier keeps a fast rank from tearing down while another still
+    writes its last checkpoint.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -20,7 +20,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 from mmcae.datasets import prepare_embedded_data  # noqa: E402
-from mmcae.utils import setup_safe_torch_load, use_gloo_without_cuda  # noqa
+from mmcae.utils import (finish_distributed, setup_safe_torch_load,  # noqa
+                         use_gloo_without_cuda)
 
 
 def parse_args():
@@ -66,6 +67,7 @@ def main():
     use_gloo_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':
