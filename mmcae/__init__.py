@@ -7,6 +7,8 @@ from .version import __version__  # noqa: F401
 from . import datasets, engine, models  # noqa: F401,E402
 from .utils import setup_safe_torch_load  # noqa: E402
 
-# Resuming an mmengine checkpoint under torch>=2.6 needs its data classes
-# allow-listed for the weights-only unpickler (see mmcae/utils/checkpoint.py).
+# mmengine's checkpoint loading (load_from, --resume, init_cfg, URLs) goes
+# through mmcae's validated weights-only loader; torch's own allow-list is
+# left untouched (mmcae's is scoped to its loading calls, see
+# mmcae/utils/checkpoint.py).
 setup_safe_torch_load()

@@ -6,9 +6,6 @@ MMPretrain CAE checkpoint (``backbone.layers.*``) or an official release
 with only a log line.  This initializer accepts every layout the converter
 knows and fails loudly when keys do not match.
 """
-import argparse
-
-import torch
 from mmengine.logging import print_log
 from mmengine.registry import WEIGHT_INITIALIZERS
 
@@ -33,8 +30,6 @@ class CAEPretrainedInit:
         self.map_location = map_location
 
     def __call__(self, module):
-        # official checkpoints store their argparse args next to the weights
-        torch.serialization.add_safe_globals([argparse.Namespace])
         ckpt = safe_load(self.checkpoint, map_location=self.map_location)
         fresh = load_cae_encoder(module, ckpt, self.checkpoint)
         print_log(f'CAEPretrained: loaded {type(module).__name__} from '

@@ -37,9 +37,13 @@ import collections
 import os
 import pickle
 import warnings
+import zipfile
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+
+from .checkpoint import (CheckpointReadError, _first_line,
+                         describe_unreadable)
 
 __all__ = [
     'Unpickler', 'load', 'loads', 'UnpicklingError', 'ForbiddenGlobalError',
@@ -198,6 +202,30 @@ def loads(data: bytes, **kwargs):
     return load(io.BytesIO(data), **kwargs)
 
 
+def _items(d, where):
+    """Items of a pickled module's ``_parameters`` / ``_buffers`` /
+    ``_modules``: plain dicts with str keys only."""
+    if d is None:
+        return []
+    if type(d) not in (dict, collections.OrderedDict) or \
+            getattr(d, '__dict__', None):
+        raise ValueError(f'{where} is a {type(d).__name__}, not a plain dict')
+    bad = [k for k in d if type(k) is not str]
+    if bad:
+        raise ValueError(f'{where} has non-string keys {bad[:5]}')
+    return list(d.items())
+
+
+def _plain_tensor(t, where) -> torch.Tensor:
+    """A pickled tensor, detached, refused if it is anything else or
+    carries instance attributes (which could shadow ``detach`` or change
+    how it is copied)."""
+    if type(t) not in (torch.Tensor, torch.nn.Parameter) or t.__dict__:
+        raise ValueError(f'{where} is not a plain tensor '
+                         f'({type(t).__module__}.{type(t).__qualname__})')
+    return torch.Tensor.detach(t)
+
+
 def stub_to_state_dict(root: Any, prefix: str = '') -> TensorDict:
     """Flatten a stub module tree into ``{dotted.name: tensor}``.
 
@@ -212,13 +240,13 @@ def stub_to_state_dict(root: Any, prefix: str = '') -> TensorDict:
                             'not a pickled module')
         st = node._stub_state
         non_persistent = st.get('_non_persistent_buffers_set') or set()
-        for name, p in (st.get('_parameters') or {}).items():
+        for name, p in _items(st.get('_parameters'), pre + '_parameters'):
             if p is not None:
-                out[pre + name] = p.detach()
-        for name, b in (st.get('_buffers') or {}).items():
+                out[pre + name] = _plain_tensor(p, pre + name)
+        for name, b in _items(st.get('_buffers'), pre + '_buffers'):
             if b is not None and name not in non_persistent:
-                out[pre + name] = b.detach()
-        for name, child in (st.get('_modules') or {}).items():
+                out[pre + name] = _plain_tensor(b, pre + name)
+        for name, child in _items(st.get('_modules'), pre + '_modules'):
             if child is not None:
                 walk(child, pre + name + '.')
 
@@ -234,13 +262,15 @@ def _as_flat_tensors(obj: Any, filename: str):
             obj = obj['state_dict']
         if isinstance(obj, ModuleStub):
             return stub_to_state_dict(obj)
-        bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+        bad = [k for k, v in obj.items() if type(k) is not str or
+               type(v) not in (torch.Tensor, torch.nn.Parameter)]
         if bad:
             raise ValueError(
                 f'{filename!r}: expected a state dict of tensors, but these '
                 f'entries are not tensors: {sorted(map(str, bad))[:20]}')
         return collections.OrderedDict(
-            (k, v.detach()) for k, v in obj.items())
+            (k, _plain_tensor(v, f'{filename!r}[{k!r}]'))
+            for k, v in obj.items())
     raise ValueError(f'{filename!r}: holds a {type(obj).__name__}, neither a '
                      'pickled nn.Module nor a state dict')
 
@@ -259,6 +289,9 @@ def load_tensors_restricted(path: str) -> TensorDict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'no such file: {path!r}')
+    what = describe_unreadable(path)
+    if what:
+        raise CheckpointReadError(f'cannot read {path}: {what}')
     import sys
     this_module = sys.modules[__name__]
     try:
@@ -277,4 +310,10 @@ def load_tensors_restricted(path: str) -> TensorDict:
     except ForbiddenGlobalError as e:
         raise ForbiddenGlobalError(*e.global_name.rsplit('.', 1),
                                    filename=path) from None
+    except (EOFError, zipfile.BadZipFile, pickle.UnpicklingError,
+            RuntimeError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError, UnicodeDecodeError) as e:
+        raise CheckpointReadError(
+            f'cannot read {path}: not a readable pickled module or state '
+            f'dict ({type(e).__name__}: {_first_line(e)})') from None
     return _as_flat_tensors(obj, path)

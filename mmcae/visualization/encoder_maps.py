@@ -25,8 +25,6 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 def build_encoder(backbone_cfg: dict, checkpoint: Optional[str] = None):
     """A ``CAEViT`` from a config's ``model.backbone``, loaded from any
     checkpoint layout (``None``: the random init of that config)."""
-    import argparse
-
     from mmcae.models import CAEViT
     from mmcae.models.converters import load_cae_encoder
     from mmcae.utils import safe_load
@@ -36,7 +34,6 @@ def build_encoder(backbone_cfg: dict, checkpoint: Optional[str] = None):
     cfg['frozen'] = False
     encoder = CAEViT(**cfg)
     if checkpoint is not None:
-        torch.serialization.add_safe_globals([argparse.Namespace])
         load_cae_encoder(encoder, safe_load(checkpoint), checkpoint)
     return encoder.eval()
 

@@ -6,8 +6,8 @@ full pretraining state, MMPretrain, or mmcae) to mmcae's ``CAEViT``.
 
 The output ``{'state_dict': {<prefix><key>: tensor}}`` loads with
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
-Source files are read with weights-only unpickling (``argparse.Namespace``
-entries that official checkpoints carry are allow-listed as plain data).
+Source files are read with mmcae's weights-only loader (``safe_load``; the
+``argparse.Namespace`` official checkpoints carry is allowed as plain data).
 """
 import argparse
 import os.path as osp
@@ -31,8 +31,6 @@ def main():
                    help='check the keys against CAEViT(arch=...)')
     p.add_argument('--prefix', default='backbone.')
     args = p.parse_args()
-    # official checkpoints store their argparse args next to the weights
-    torch.serialization.add_safe_globals([argparse.Namespace])
     sd = convert_cae_encoder(safe_load(args.src))
     if args.arch:
         num = sd['pos_embed'].shape[1] - 1

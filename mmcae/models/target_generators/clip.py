@@ -36,7 +36,6 @@ Nothing is downloaded.
 import collections
 import math
 import os
-import pickle
 import re
 import warnings
 import zipfile
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmcae.registry import MODELS
+from mmcae.utils.checkpoint import UnsafeCheckpointError, safe_load
 from mmcae.utils.state_dict import check_state_dict as _check_state_dict
 
 __all__ = [
@@ -212,8 +212,8 @@ class CLIPTeacher(BaseModule):
                 'format), not a converted mmcae CLIP checkpoint; convert it '
                 f'first: `python {CONVERTER} {path} OUT.pth`')
         try:
-            ckpt = torch.load(path, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError as e:
+            ckpt = safe_load(path)
+        except UnsafeCheckpointError as e:
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             reason = next((ln for ln in lines if 'GLOBAL' in ln
                            or 'Unsupported' in ln), lines[0] if lines else '')
@@ -294,7 +294,7 @@ def _read_source(path: str) -> Mapping[str, torch.Tensor]:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', FutureWarning)
             return torch.jit.load(path, map_location='cpu').state_dict()
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return safe_load(path)
 
 
 _BLOCK_MAP = {

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmcae.registry import MODELS
+from mmcae.utils.checkpoint import UnsafeCheckpointError, safe_load
 from mmcae.utils.state_dict import check_state_dict as _check_state_dict
 
 __all__ = ['DALLEEncoder', 'convert_openai_dalle_encoder']
@@ -233,8 +234,8 @@ class DALLEEncoder(BaseModule):
         if not os.path.isfile(path):
             raise FileNotFoundError(_missing_file_message(path))
         try:
-            ckpt = torch.load(path, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError as e:
+            ckpt = safe_load(path)
+        except UnsafeCheckpointError as e:
             stem = os.path.splitext(os.path.basename(path))[0]
             raise RuntimeError(
                 f'{path!r} is not a converted mmcae DALL-E checkpoint: it '
