@@ -320,6 +320,9 @@ def check_loaded(obj: Any, source: str = '<checkpoint>') -> Any:
 # ---------------------------------------------------------------------------
 # What a file is, when it is not a checkpoint
 # ---------------------------------------------------------------------------
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c  # torch.serialization.MAGIC_NUMBER
+
+
 def describe_unreadable(path: str) -> str:
     """A few words on why ``path`` is not a readable checkpoint, or '' when
     it looks like one (a torch zip archive or a legacy torch pickle)."""
@@ -344,11 +347,15 @@ def describe_unreadable(path: str) -> str:
             return f'a zip archive without data.pkl ({names[:3]}...), not a ' \
                    'torch.save checkpoint'
         return ''
-    if head[:1] == b'\x80':  # a pickle (legacy torch.save or plain pickle)
-        return ''
-    printable = head.decode('utf-8', 'replace')
-    kind = 'a text file' if printable.isprintable() or \
-        printable.strip().startswith(('{', '<', '#')) else 'binary data'
+    if head[:1] == b'\x80':
+        # legacy torch.save: a protocol-2 pickle of torch's magic number
+        if head[1:4] == b'\x02\x8a\x0a' and \
+                head[4:14] == _LEGACY_MAGIC.to_bytes(10, 'little'):
+            return ''
+        return (f'a plain Python pickle (protocol {head[1]}), not a '
+                'torch.save checkpoint')
+    text = all(32 <= c < 127 or c in b'\t\r\n' for c in head)
+    kind = 'a text file' if text else 'binary data'
     return (f'not a PyTorch checkpoint: {kind} starting with '
             f'{head[:24]!r}')
 
