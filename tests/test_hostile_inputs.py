@@ -17,7 +17,6 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from mmcae.datasets import build_dataset_dir, generate_scenes
-from mmcae.models import CAEViT
 from mmcae.registry import DATASETS, MODELS
 from mmcae.utils import (check_cfg_options, check_config_types,
                          save_checkpoint_atomic, write_atomic)
