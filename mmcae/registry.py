@@ -5,11 +5,10 @@ datasets, transforms) live in MMPretrain's scope, so MMPretrain configs with
 ``default_scope='mmpretrain'`` reach them by plain name.
 
 Components that MMDetection and MMSegmentation configs must also reach by
-plain name (the ViT encoder, later the pyramid neck and the layer-decay
+plain name (the ViT encoder, the simple pyramid neck and the layer-decay
 constructor) are registered in mmengine's *root* registries: every
 toolbox's registry has the root as parent and looks there when a name is not
 its own, while sibling registries (mmpretrain <-> mmdet) are never searched.
-See ``shared/spec/transfer.md`` section 4.
 """
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import \

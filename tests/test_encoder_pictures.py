@@ -90,7 +90,8 @@ def test_attention_tool_writes_png(tmp_path, monkeypatch, official_ckpt):
         '--cfg-options'
     ] + OPTS)
     with Image.open(out) as im:
-        assert im.size == (3 * 160, 3 * 160)  # 3 images x 3 rows
+        # 3 images x 3 rows, and a key strip half a panel wide
+        assert im.size == (3 * 160 + 80, 3 * 160)
 
 
 def test_tsne_tool_writes_png(tmp_path, monkeypatch):

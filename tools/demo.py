@@ -30,7 +30,9 @@ DEFAULT_CONFIGS = {
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--algorithm', default='cae', choices=sorted(
         DEFAULT_CONFIGS), help='which embedded-default config to run')
     p.add_argument('--config', default=None,
@@ -109,7 +111,12 @@ def main():
                args.config, '--work-dir', args.work_dir]
         if args.cfg_options:
             cmd += ['--cfg-options'] + args.cfg_options
-        subprocess.run(cmd, check=True)
+        # the trainer has printed its own error; a second traceback from
+        # here would only bury it
+        rc = subprocess.run(cmd).returncode
+        if rc != 0:
+            sys.exit(f'[demo] pretraining failed (tools/train.py exit status '
+                     f'{rc}); its error is above')
     t_train = time.time() - t_start
 
     import torch

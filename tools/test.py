@@ -8,7 +8,7 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -17,6 +17,8 @@ from mmcae.utils import (check_cfg_options, check_config_types,  # noqa: E402
                          finish_distributed,
                          check_data_roots, setup_safe_torch_load,
                          use_gloo_without_cuda)
+from mmcae.utils.preflight import (follow_num_workers, load_config,  # noqa
+                                   prepare_test)
 
 
 def parse_args():
@@ -48,7 +50,7 @@ def parse_args():
 def main():
     args = parse_args()
     setup_safe_torch_load()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         check_cfg_options(cfg, args.cfg_options)
@@ -59,10 +61,12 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    prepare_test(cfg, args.config)
     if args.out is not None:
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
+    follow_num_workers(cfg)
     check_config_types(cfg)
     check_data_roots(cfg)
     use_gloo_without_cuda(cfg)

@@ -8,7 +8,7 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 # Running from a checkout without `pip install -e .` still finds mmcae.
@@ -18,6 +18,7 @@ from mmcae.utils import (check_cfg_options, check_config_types,  # noqa: E402
                          finish_distributed,
                          check_data_roots, setup_safe_torch_load,
                          use_gloo_without_cuda)
+from mmcae.utils.preflight import follow_num_workers, load_config  # noqa
 
 
 def parse_args():
@@ -126,8 +127,9 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     setup_safe_torch_load()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
+    follow_num_workers(cfg)
     check_config_types(cfg)
     check_data_roots(cfg)
     use_gloo_without_cuda(cfg)

@@ -1,5 +1,5 @@
-# CAE ViT-B/16 -> Mask R-CNN 1x on COCO (official recipe, see
-# shared/spec/transfer.md 1.3-1.5).  Reported COCO val2017 box / mask AP
+# CAE ViT-B/16 -> Mask R-CNN 1x on COCO (the official recipe of
+# Atten4Vis/CAE's detection code).  Reported COCO val2017 box / mask AP
 # (Atten4Vis/CAE README, 1x, IN-1K pretraining):
 #   300-epoch CAE  48.3 / 42.7;  800-epoch  49.9 / 43.9;
 #   1600-epoch     50.3 / 44.2

@@ -1,5 +1,5 @@
-# CAE ViT-B/16 -> UperNet 160k on ADE20K 512x512 (official recipe, see
-# shared/spec/transfer.md 1.6-1.7).  Reported ADE20K val mIoU, single scale
+# CAE ViT-B/16 -> UperNet 160k on ADE20K 512x512 (the official recipe of
+# Atten4Vis/CAE's segmentation code).  Reported ADE20K val mIoU, single scale
 # (Atten4Vis/CAE semantic_segmentation README), with the official lr:
 #   300-epoch CAE  48.1 (lr 3e-4);  800-epoch  49.7 (lr 2e-4);
 #   1600-epoch     50.3 (lr 1e-4, this file)

@@ -44,6 +44,7 @@ from PIL import Image
 from mmpretrain.datasets import CustomDataset
 
 from ..registry import DATASETS
+from ..utils.atomic_io import umask_mode
 from .sample_seed import PerSampleSeedMixin
 
 __all__ = [
@@ -298,6 +299,7 @@ def build_dataset_dir(root, meta, write, what='EmbeddedScenes'):
             tmp = tempfile.mkdtemp(
                 prefix=f'.{osp.basename(root)}.tmp-', dir=parent)
             try:
+                os.chmod(tmp, umask_mode(directory=True))  # not mkdtemp's 0700
                 write(tmp)
                 with open(osp.join(tmp, 'meta.json'), 'w') as f:
                     json.dump(meta, f, indent=2)

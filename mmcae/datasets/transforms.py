@@ -19,16 +19,19 @@ through mmengine's dataloader ``worker_init_fn``, which seeds ``random``,
 ``numpy`` and ``torch`` in every worker.
 """
 import math
+import os
 import random
 from numbers import Integral, Real
 from typing import Optional, Sequence, Tuple, Union
 
+import mmpretrain.datasets  # noqa: F401  (its transforms first, see below)
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmcv.transforms import LoadImageFromFile as _MMCVLoadImageFromFile
 
 from mmcae.registry import TRANSFORMS
 
-__all__ = ['BlockwiseMaskGenerator']
+__all__ = ['BlockwiseMaskGenerator', 'LoadImageFromFile']
 
 
 def _check_int(name: str, value, minimum: int = 1) -> int:
@@ -331,3 +334,31 @@ class PixelShiftCrop(BaseTransform):
 
 
 __all__ += ['GridBlockMaskGenerator', 'PixelShiftCrop']
+
+
+# Replaces mmcv's transform of the same name in MMPretrain's scope (which
+# MMPretrain registers at the import above, hence force=True after it), so
+# that every mmcae config's pipeline names the file it could not read.
+@TRANSFORMS.register_module(name='LoadImageFromFile', force=True)
+class LoadImageFromFile(_MMCVLoadImageFromFile):
+    """mmcv's ``LoadImageFromFile``, but every failure names the file.
+
+    mmcv names a file that decodes to nothing, but an empty (0-byte) file
+    makes OpenCV raise ``cv2.error ... !buf.empty()`` with no path.
+    """
+
+    def transform(self, results: dict) -> Optional[dict]:
+        try:
+            return super().transform(results)
+        except Exception as e:
+            path = results.get('img_path')
+            if path is None or str(path) in str(e):
+                raise
+            try:
+                empty = os.path.getsize(path) == 0
+            except OSError:
+                empty = False
+            why = 'the file is empty (0 bytes)' if empty else (
+                f'{type(e).__name__}: '
+                f'{(str(e).strip().splitlines() or [""])[-1]}')
+            raise OSError(f'failed to load image: {path} ({why})') from e

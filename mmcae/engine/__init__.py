@@ -1,2 +1,3 @@
 from .hooks import *  # noqa: F401,F403
 from .layer_decay import *  # noqa: F401,F403
+from .worker_exit import *  # noqa: F401,F403

@@ -162,13 +162,19 @@ class ResumeKeysCheckHook(Hook):
     misshaped keys only produce a log warning and training goes on with
     those weights at their random init.  Here the run stops before anything
     is loaded, with the keys listed (``mmcae.utils.check_state_dict``).
-    ``load_from`` without resume (fine-tuning) keeps mmengine's behaviour.
+    ``load_from`` without resume (fine-tuning) keeps mmengine's behaviour,
+    unless ``check_load_from`` (``tools/test.py``: a checkpoint of another
+    model would be evaluated half-random and still report a metric).
     """
 
     priority = 'VERY_HIGH'
 
+    def __init__(self, check_load_from: bool = False):
+        self.check_load_from = check_load_from
+
     def after_load_checkpoint(self, runner, checkpoint):
-        if not getattr(runner, '_resume', False):
+        resume = getattr(runner, '_resume', False)
+        if not (resume or self.check_load_from):
             return
         from mmengine.model import is_model_wrapper
         from mmengine.runner import find_latest_checkpoint
@@ -184,7 +190,9 @@ class ResumeKeysCheckHook(Hook):
                          type(model).__name__,
                          hints=['resume only from a checkpoint of this '
                                 'config; to start from other weights use '
-                                'load_from without --resume'])
+                                'load_from without --resume'] if resume else
+                         ['test a checkpoint written by training this '
+                          'config'])
 
 
 @HOOKS.register_module()

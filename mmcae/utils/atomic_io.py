@@ -17,13 +17,24 @@ from typing import Union
 
 from mmengine.fileio import LocalBackend, register_backend
 
-__all__ = ['AtomicLocalBackend', 'write_atomic']
+__all__ = ['AtomicLocalBackend', 'write_atomic', 'umask_mode']
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode ``open()`` / ``os.mkdir`` would give a new file / directory.
+
+    ``tempfile.mkstemp`` / ``mkdtemp`` create 0600 / 0700 whatever the
+    umask, so files and directories they create and then rename into place
+    are chmod-ed to this: colleagues on a shared cluster can read outputs
+    where the umask lets them, as with ``torch.save``.
+    """
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def write_atomic(data: bytes, filepath: Union[str, Path]) -> None:
@@ -44,7 +55,7 @@ def write_atomic(data: bytes, filepath: Union[str, Path]) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # as open() would have created it
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, filepath)
         tmp = None
     except OSError as e:

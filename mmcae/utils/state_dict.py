@@ -7,6 +7,8 @@ from typing import Callable, Iterable, Mapping, Optional
 
 import torch
 
+from .atomic_io import umask_mode
+
 __all__ = ['check_state_dict', 'file_sha256', 'save_checkpoint_atomic']
 
 
@@ -65,6 +67,7 @@ def save_checkpoint_atomic(obj,
         dir=osp.dirname(dst))
     os.close(fd)
     try:
+        os.chmod(tmp, umask_mode())  # mkstemp's 0600 otherwise
         torch.save(obj, tmp)
         if verify is not None:
             verify(tmp)

@@ -135,11 +135,15 @@ def _plt():
 
 def attention_figure(encoder, images: Sequence[np.ndarray], out_file: str,
                      mass: float = 0.5, titles: Sequence[str] = None,
-                     panel_px: int = 160) -> str:
+                     panel_px: int = 160, source: str = '') -> str:
     """Rows: image; head-averaged cls attention of the last block over the
     image with the contour of the patches holding ``mass`` of it; the
     same contour for every head (one colour each).  Each panel is
-    ``panel_px`` square, so the PNG is (cols x panel_px, 3 x panel_px)."""
+    ``panel_px`` square and a key strip half a panel wide sits on the
+    right (a colour bar for row 2 on one scale for all images, the head
+    colours of row 3), so the PNG is ((cols + 0.5) x panel_px,
+    3 x panel_px).  ``source`` (the checkpoint) heads the title, so that
+    figures of different encoders cannot be mistaken for each other."""
     import os
     plt = _plt()
     attn = last_block_cls_attention(encoder, images_to_tensor(images))
@@ -148,11 +152,13 @@ def attention_figure(encoder, images: Sequence[np.ndarray], out_file: str,
     head_masks = mass_mask(attn, mass)
     H, W = images[0].shape[:2]
     cols, dpi = len(images), 100
+    width = (cols + 0.5) * panel_px
     fig, axes = plt.subplots(
-        3, cols, figsize=(cols * panel_px / dpi, 3 * panel_px / dpi),
+        3, cols, figsize=(width / dpi, 3 * panel_px / dpi),
         dpi=dpi, squeeze=False)
-    fig.subplots_adjust(0, 0, 1, 0.94, 0.02, 0.02)
+    fig.subplots_adjust(0, 0, cols * panel_px / width, 0.90, 0.02, 0.02)
     cmap = plt.get_cmap('tab10')
+    vmax = float(mean_map.max())
 
     def up(m):  # (h, w) -> (H, W), nearest: one block per patch
         return F.interpolate(m[None, None].float(), size=(H, W),
@@ -165,7 +171,8 @@ def attention_figure(encoder, images: Sequence[np.ndarray], out_file: str,
         axes[1, c].imshow(img)
         heat = F.interpolate(mean_map[c][None, None], size=(H, W),
                              mode='bilinear', align_corners=False)[0, 0]
-        axes[1, c].imshow(heat.numpy(), cmap='inferno', alpha=0.6)
+        shown = axes[1, c].imshow(heat.numpy(), cmap='inferno', alpha=0.6,
+                                  vmin=0.0, vmax=vmax)
         axes[1, c].contour(up(mean_mask[c]), levels=[0.5], colors='cyan',
                            linewidths=1.0)
         axes[2, c].imshow(img)
@@ -174,9 +181,22 @@ def attention_figure(encoder, images: Sequence[np.ndarray], out_file: str,
                                colors=[cmap(hd % 10)], linewidths=0.8)
         for r in range(3):
             axes[r, c].set_axis_off()
-    fig.suptitle(f'cls attention, last block: image / head mean with its '
-                 f'{int(mass * 100)} % mass contour / per-head contours',
-                 fontsize=7, y=0.995)
+    left = cols * panel_px / width
+    bar = fig.add_axes([left + 0.1 * (1 - left), 1 / 3 + 0.02,
+                        0.2 * (1 - left), 1 / 3 - 0.04])
+    cb = fig.colorbar(shown, cax=bar)
+    cb.ax.tick_params(labelsize=5)
+    uniform = 1 / (attn.shape[-1] * attn.shape[-2])
+    cb.set_label(f'head-mean weight (uniform = {uniform:.3f})', fontsize=5)
+    from matplotlib.lines import Line2D
+    fig.legend([Line2D([], [], color=cmap(h % 10)) for h in
+                range(attn.shape[1])],
+               [f'head {h}' for h in range(attn.shape[1])],
+               loc='center', bbox_to_anchor=((1 + left) / 2, 1 / 6),
+               fontsize=5, frameon=False, handlelength=1.2)
+    fig.suptitle(f'{source or "encoder"}\ncls attention, last block: '
+                 f'image / head mean with its {int(mass * 100)} % mass '
+                 'contour / per-head contours', fontsize=6, y=0.995)
     os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
     fig.savefig(out_file, dpi=dpi)
     plt.close(fig)

@@ -53,7 +53,9 @@ def last_top1(work_dir):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--algorithm', default='cae',
                    choices=sorted(DEFAULT_CHECKPOINTS))
     p.add_argument('--checkpoint', default=None,

@@ -21,7 +21,9 @@ DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'cae',
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('checkpoint', help="a checkpoint file, or 'random'")
     p.add_argument('out')
     p.add_argument('--config', default=DEFAULT_CONFIG)
@@ -64,7 +66,10 @@ def main(argv=None):
     if not images:
         sys.exit('nothing to draw: --photos and --scenes are both 0')
     attention_figure(encoder, images, args.out, mass=args.mass,
-                     titles=titles)
+                     titles=titles, source=(
+                         f'{args.checkpoint} (random init, seed '
+                         f'{args.seed})' if args.checkpoint == 'random'
+                         else args.checkpoint))
     print(f'wrote {args.out}')
 
 

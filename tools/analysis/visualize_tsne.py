@@ -20,7 +20,9 @@ def parse_args(argv=None):
     import argparse
 
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('checkpoint', help="a checkpoint file, or 'random'")
     p.add_argument('out')
     p.add_argument('--config', default=DEFAULT_CONFIG)

@@ -41,7 +41,9 @@ ARCHS = {  # MAE/CMAE ViT widths; small = DeiT-S (6 heads)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--arch', default='small', choices=sorted(ARCHS))
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--steps', type=int, default=5)

@@ -77,7 +77,9 @@ def sample():
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--steps', type=int, default=2000)
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--workers', type=int, default=2)

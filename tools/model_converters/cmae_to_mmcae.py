@@ -24,7 +24,9 @@ from mmcae.utils import (check_state_dict, safe_load,  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('src')
     p.add_argument('dst')
     p.add_argument('--backbone-only', action='store_true')

@@ -44,7 +44,9 @@ def last_metrics(work_dir, keys):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--checkpoint', default=None)
     p.add_argument('--work-dir', default='work_dirs/transfer')
     p.add_argument('--tasks', nargs='+', default=['det', 'seg'],

@@ -3,7 +3,7 @@
 :class:`CLIPTeacher` is the vision tower of OpenAI's CLIP (``ViT-B/16`` by
 default) with CAE v2's change: ``ln_post`` and ``proj`` are applied to
 *every* token of the last block (cls + patches), not only the cls token, and
-each token is then L2-normalised (``shared/spec/cae_v2.md`` section 2).
+each token is then L2-normalised (CAE v2 paper, section 3).
 
 The trunk reuses MMPretrain's :class:`~mmpretrain.models.backbones.
 VisionTransformer`, which supports CLIP towers (``pre_norm=True`` is
