@@ -254,3 +254,40 @@ def test_compiled_step_has_no_graph_break_and_eager_loss():
     assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-6)
     compiled.backward()
     assert model.backbone.cls_token.grad is not None
+
+
+# --------------------------------------------------- precision in configs --
+def _train_module():
+    import importlib.util
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        'mmcae_train_tool', os.path.join(root, 'tools', 'train.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, root
+
+
+@pytest.mark.parametrize('recipe', [
+    'cae/cae_vit-base-p16_32xb64-amp-coslr-300e_in1k.py',
+    'caev2/caev2_vit-base-p16_8xb256-amp-coslr-300e_in1k.py',
+    'cmae/cmae_vit-base-p16_32xb128-amp-coslr-300e_in1k.py'])
+def test_recipes_say_bf16_and_amp_flag_switches_precision(recipe):
+    import os
+
+    from mmengine.config import Config
+    train, root = _train_module()
+    cfg = Config.fromfile(os.path.join(root, 'configs', recipe))
+    ow = cfg.optim_wrapper
+    assert (ow.type, ow.dtype) == ('AmpOptimWrapper', 'bfloat16')
+    assert ow.loss_scale == dict(enabled=False)  # bf16 needs no scaler
+    assert ow.optimizer.type == 'AdamW' and ow.optimizer.fused is True
+    train.set_precision(cfg, 'fp16')
+    assert (cfg.optim_wrapper.dtype, cfg.optim_wrapper.loss_scale) == (
+        'float16', 'dynamic')
+    train.set_precision(cfg, 'fp32')
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
+    assert 'dtype' not in cfg.optim_wrapper
+    # the recipe's optimizer settings survive the switch
+    assert cfg.optim_wrapper.optimizer.weight_decay == 0.05
