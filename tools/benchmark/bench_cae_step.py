@@ -299,7 +299,8 @@ def _make_batch(args, device):
         assert int(m.sum()) == args.num_masked
         ds = DataSample()
         ds.set_field(m.to(device), 'mask', field_type='metainfo')
-        ds.set_field(out['num_masked'], 'num_masked')
+        if 'num_masked' in out:  # mmcae's generators before 2026-11 lack it
+            ds.set_field(out['num_masked'], 'num_masked')
         data_samples.append(ds)
     return [img.to(device), second.to(device)], data_samples, mask_kind
 
