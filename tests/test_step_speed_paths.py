@@ -291,3 +291,20 @@ def test_recipes_say_bf16_and_amp_flag_switches_precision(recipe):
     assert 'dtype' not in cfg.optim_wrapper
     # the recipe's optimizer settings survive the switch
     assert cfg.optim_wrapper.optimizer.weight_decay == 0.05
+
+
+def test_pipeline_packs_the_count_and_the_device_move_keeps_it():
+    from mmcv.transforms import Compose
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        pipeline = Compose([
+            dict(type='BlockwiseMaskGenerator', input_size=6,
+                 num_masking_patches=11),
+            dict(type='PackInputs', algorithm_keys=['num_masked'])])
+    np.random.seed(0)
+    out = pipeline(dict(img=np.zeros((48, 48, 3), dtype=np.uint8)))
+    ds = out['data_samples'].to('cpu')  # what cast_data does per sample
+    assert ds.num_masked == 11 and isinstance(ds.num_masked, int)
+    assert int(torch.as_tensor(ds.mask).sum()) == 11
+    ids = stack_masks([ds, ds], 36, 'cpu')
+    assert ids.masked.shape == (2, 11) and ids.visible.shape == (2, 25)
