@@ -26,6 +26,10 @@ class _GridPosEmbed(nn.Module):
         self._cache = {}
 
     def forward(self, grid: Tuple[int, int], ref: torch.Tensor):
+        if torch.compiler.is_compiling():
+            # filling the cache inside a compiled step would recompile it
+            # once; compiled, the table is a constant of the graph
+            return build_2d_sincos_pos_embed(grid, self.embed_dims).to(ref)
         key = (tuple(grid), ref.device, ref.dtype)
         if key not in self._cache:
             self._cache[key] = build_2d_sincos_pos_embed(
