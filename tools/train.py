@@ -1,7 +1,8 @@
 """Train an mmcae model (MMPretrain's tools/train.py conventions).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch|slurm]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]
+        [--amp [fp16|bf16|fp32]] [--compile] [--auto-scale-lr]
+        [--cfg-options k=v ...] [--launcher pytorch|slurm]
 """
 import argparse
 import os
@@ -35,8 +36,17 @@ def parse_args():
         'in the work directory.')
     parser.add_argument(
         '--amp',
+        nargs='?',
+        const='fp16',
+        choices=AMP_CHOICES,
+        help='mixed precision, overriding the config: fp16 (also a bare '
+        '--amp; dynamic loss scale, for GPUs without bf16), bf16 (no loss '
+        'scale; Ampere and newer) or fp32 (no autocast)')
+    parser.add_argument(
+        '--compile',
         action='store_true',
-        help='enable automatic-mixed-precision training')
+        help="torch.compile the training step (mmengine's `compile` "
+        'config key)')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -73,6 +83,35 @@ def parse_args():
     return args
 
 
+AMP_CHOICES = ('fp16', 'bf16', 'fp32')
+
+
+def set_precision(cfg, amp: str):
+    """Point ``cfg.optim_wrapper`` at fp16 / bf16 autocast or plain fp32.
+
+    Both mixed precisions use mmengine's ``AmpOptimWrapper``: fp16 with its
+    dynamic loss scale; bf16 has fp32's exponent range, so its GradScaler
+    is disabled (``loss_scale=dict(enabled=False)``), which also spares
+    the per-step check for inf gradients.
+    """
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+        raise SystemExit(f'--amp {amp}: the config\'s optim_wrapper type '
+                         f'{wrapper!r} is neither OptimWrapper nor '
+                         'AmpOptimWrapper; set its precision in the config')
+    for key in ('loss_scale', 'dtype'):
+        cfg.optim_wrapper.pop(key, None)
+    if amp == 'fp32':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+    elif amp == 'fp16':
+        cfg.optim_wrapper.update(
+            type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
+    else:
+        cfg.optim_wrapper.update(
+            type='AmpOptimWrapper', dtype='bfloat16',
+            loss_scale=dict(enabled=False))
+
+
 def merge_args(cfg, args):
     """Merge CLI arguments into the config, as MMPretrain's train.py."""
     if args.no_validate:
@@ -88,12 +127,9 @@ def merge_args(cfg, args):
                                 osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
-        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        assert optim_wrapper in ['OptimWrapper', 'AmpOptimWrapper'], \
-            '`--amp` is not supported custom optimizer wrapper type ' \
-            f'`{optim_wrapper}.'
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        set_precision(cfg, args.amp)
+    if args.compile:
+        cfg.compile = True
 
     if args.resume == 'auto':
         cfg.resume = True

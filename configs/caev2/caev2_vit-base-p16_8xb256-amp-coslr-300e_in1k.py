@@ -42,5 +42,15 @@ model = dict(
     target_generator=dict(
         type='CLIPTeacher', checkpoint='checkpoints/clip_vit-b16_visual.pth'))
 
-optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')
+# Precision: bf16 autocast (Ampere and newer GPUs), which needs no loss
+# scale. On older GPUs (V100, T4) train with fp16 and a dynamic loss scale:
+# `python tools/train.py CONFIG --amp fp16`.
+# fused AdamW: one kernel for the whole update instead of a dozen per
+# tensor group (CUDA; CPU too since PyTorch 2.4), and with fp16's GradScaler
+# the inf check stays on the device instead of a host sync per step.
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
+    loss_scale=dict(enabled=False),
+    optimizer=dict(fused=True))
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=3))

@@ -21,6 +21,6 @@ train_pipeline = [
          backend='pillow', interpolation='bicubic'),
     dict(type='BlockwiseMaskGenerator', input_size=14,
          num_masking_patches=num_masked, min_num_patches=16),
-    dict(type='PackInputs'),
+    dict(type='PackInputs', algorithm_keys=['num_masked']),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -91,7 +91,8 @@ train_pipeline = [
                            max_shift=0)], target_view]),
     dict(type='GridBlockMaskGenerator', input_size=grid, mask_ratio=0.65,
          block_size=2),
-    dict(type='PackInputs'),
+    # num_masked: the mask count, so the step needs no host-device sync
+    dict(type='PackInputs', algorithm_keys=['num_masked']),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 

@@ -53,6 +53,7 @@ class BlockwiseMaskGenerator(BaseTransform):
     - mask (np.ndarray): bool array of shape ``(h, w)`` (the patch grid);
       ``True`` marks a masked patch. Exactly ``num_masking_patches`` entries
       are ``True``.
+    - num_masked (int): ``num_masking_patches``.
 
     Blocks are drawn one after another: each round makes up to 10 attempts to
     place a rectangle of area ``uniform(min_num_patches, remaining)`` and
@@ -191,6 +192,9 @@ class BlockwiseMaskGenerator(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         results['mask'] = self.generate()
+        # the count, known here on the CPU, spares the training step a
+        # host-device sync (PackInputs(algorithm_keys=['num_masked']))
+        results['num_masked'] = self.num_masking_patches
         return results
 
     def __repr__(self) -> str:
@@ -230,6 +234,7 @@ class GridBlockMaskGenerator(BaseTransform):
     - mask (np.ndarray): bool ``(h, w)``, ``True`` = masked, the same
       contract as :class:`BlockwiseMaskGenerator`, so the algorithms read
       it the same way. Every mask has the same number of masked patches.
+    - num_masked (int): that number.
 
     Drawn with :mod:`numpy`'s global generator, which mmengine's
     ``worker_init_fn`` seeds in every dataloader worker.
@@ -279,6 +284,9 @@ class GridBlockMaskGenerator(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         results['mask'] = self.generate()
+        # the count, known here on the CPU, spares the training step a
+        # host-device sync (PackInputs(algorithm_keys=['num_masked']))
+        results['num_masked'] = self.num_masking_patches
         return results
 
     def __repr__(self) -> str:

@@ -5,7 +5,7 @@ Parameter names follow the official CAE code (``patch_embed.proj``,
 mlp.fc1, mlp.fc2, gamma_1, gamma_2}``) so that official checkpoints load
 after stripping their prefix, without a rename table.
 """
-from typing import Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 __all__ = [
     'build_2d_sincos_pos_embed', 'PatchEmbed', 'Attention', 'CrossAttention',
     'Mlp', 'DropPath', 'Block', 'RegressorBlock', 'gather_tokens',
-    'check_equal_counts',
+    'check_equal_counts', 'MaskIds', 'mask_ids',
     'to_2tuple'
 ]
 
@@ -62,28 +62,64 @@ def build_2d_sincos_pos_embed(grid_size: Tuple[int, int],
 
 
 def check_equal_counts(keep: torch.Tensor):
-    """Every image must keep the same number of tokens (one host sync)."""
+    """Every image must keep the same number of tokens (one host sync on a
+    GPU; :func:`mask_ids` avoids it when the pipeline gives the count)."""
     counts = keep.sum(1)
     if counts.numel() and not bool((counts == counts[0]).all()):
         raise ValueError('every image must have the same number of masked '
                          f'patches; got per-image counts {counts.tolist()}')
 
 
-def gather_tokens(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Select the tokens where ``keep`` is True, the same number per image.
+class MaskIds(NamedTuple):
+    """A patch mask and the token indices derived from it, once per step.
 
-    The equal-count precondition is checked once per step by the callers
-    (:func:`check_equal_counts`), not here: on a GPU every check is a host
-    sync, and this runs several times per step.
+    ``visible`` and ``masked`` hold patch indices in patch order, the same
+    count per image, so every selection is a static-shape gather: boolean
+    indexing (``x[mask]``) would make the host wait for the device to learn
+    the output size, several times per step.
+    """
+    mask: torch.Tensor  # (B, N) bool, True = masked
+    visible: torch.Tensor  # (B, N - Nm) long
+    masked: torch.Tensor  # (B, Nm) long
+
+
+def mask_ids(mask: torch.Tensor,
+             num_masked: Optional[int] = None) -> MaskIds:
+    """Index form of a (B, N) bool mask with ``num_masked`` True per row.
+
+    Without ``num_masked`` the count is read from the mask after checking
+    that every row has the same one: free for a mask on the CPU, one host
+    sync for a mask on a GPU (the data pipeline's ``num_masked`` avoids it;
+    see :func:`mmcae.models.algorithms.utils.stack_masks`).
+    """
+    if isinstance(mask, MaskIds):
+        return mask
+    mask = mask.flatten(1).bool()
+    if num_masked is None:
+        check_equal_counts(mask)
+        num_masked = int(mask[0].sum()) if mask.shape[0] else 0
+    # stable sort of 0/1 keys: visible patches in order, then masked ones
+    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
+    num_visible = mask.shape[1] - num_masked
+    return MaskIds(mask, order[:, :num_visible], order[:, num_visible:])
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Tokens ``ids`` of each image, as a static-shape gather.
 
     Args:
-        x: (B, N, C) tokens.
-        keep: (B, N) bool with an equal number of True per row.
+        x: (B, N, C) tokens, or (1, N, C) shared by the batch.
+        ids: (B, K) long indices (from :func:`mask_ids`); a (B, N) bool
+            mask with an equal count per row is accepted too, at the cost
+            of one host sync on a GPU.
     Returns:
-        (B, K, C) in the original token order.
+        (B, K, C), in the order of ``ids``.
     """
-    B, N, C = x.shape
-    return x[keep].reshape(B, -1, C)
+    if ids.dtype == torch.bool:
+        ids = mask_ids(~ids).visible
+    B, K = ids.shape
+    x = x.expand(B, -1, -1)
+    return torch.gather(x, 1, ids.unsqueeze(-1).expand(B, K, x.shape[-1]))
 
 
 class PatchEmbed(nn.Module):

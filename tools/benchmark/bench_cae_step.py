@@ -1,5 +1,10 @@
 #!/usr/bin/env python
-"""Benchmark one CAE pretraining step: mmcae vs MMPretrain's ``CAE``.
+"""Benchmark one pretraining step: mmcae vs MMPretrain 1.2.
+
+``--algo cae`` (default): mmcae's ``ContextAutoencoder`` vs MMPretrain's
+``CAE``; ``--algo cmae``: mmcae's ``CMAE`` vs MMPretrain's ``MAE`` (the
+nearest MMPretrain has: CMAE does strictly more work); ``--algo caev2``:
+mmcae's ``CAEv2`` alone (MMPretrain has no CAE v2).
 
 One step = forward (DALL-E token targets on the 112px view included) +
 backward + AdamW step (+ MMPretrain's teacher momentum update, which runs
@@ -22,6 +27,17 @@ Examples::
     python tools/benchmark/bench_cae_step.py --device cuda --arch base \\
         --batch 64 --steps 20 --warmup 5 --json bench.json
     python tools/benchmark/bench_cae_step.py --profile            # + breakdown
+    # bf16 autocast, torch.compile, MFU against a peak (or a measured
+    # matmul rate when --peak is not given)
+    python tools/benchmark/bench_cae_step.py --device cuda --arch base \
+        --batch 64 --amp bf16 --compile --peak 790
+
+Besides time and memory, every worker counts (deterministically, with a
+``TorchDispatchMode``) the aten ops one step dispatches -- each one a kernel
+launch on a GPU -- and the data-dependent ones among them that make a GPU
+host wait (``nonzero``, ``.item()``, boolean indexing...), and the model
+FLOPs of one step (``torch.utils.flop_counter.FlopCounterMode``, forward +
+backward, target generator included).
 """
 import argparse
 import json
@@ -33,6 +49,7 @@ import sys
 import time
 
 IMPLS = ('mmcae', 'mmpretrain')
+ALGOS = ('cae', 'caev2', 'cmae')
 RESULT_TAG = '@@BENCH_RESULT '
 
 # encoder width / depth / heads of the CAE variants (official CAE: 'small'
@@ -48,7 +65,24 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='Time one CAE pretraining step (fwd + DALL-E targets + '
         'bwd + AdamW) for mmcae and MMPretrain, each in a fresh process.')
+    p.add_argument('--algo', default='cae', choices=ALGOS,
+                   help='cae: vs MMPretrain CAE; cmae: vs MMPretrain MAE; '
+                   'caev2: mmcae only')
     p.add_argument('--arch', default='small', choices=sorted(ARCHS))
+    p.add_argument('--amp', default='fp32', choices=('fp32', 'bf16', 'fp16'),
+                   help='autocast dtype of the step, both implementations '
+                   '(fp16 with a dynamic GradScaler)')
+    p.add_argument('--compile', action='store_true',
+                   help='torch.compile the loss (both implementations; one '
+                   'that does not compile is reported eager)')
+    p.add_argument('--fused', default='auto', choices=('auto', 'on', 'off'),
+                   help="fused AdamW for both (auto: on CUDA, as mmcae's "
+                   'recipes)')
+    p.add_argument('--peak', type=float, default=None,
+                   help='peak TFLOP/s for MFU (default: a matmul rate '
+                   'measured in the worker in the step dtype)')
+    p.add_argument('--no-count', action='store_true',
+                   help='skip the op / sync / FLOP counts')
     p.add_argument('--batch', type=int, default=8)
     p.add_argument('--steps', type=int, default=5, help='timed steps')
     p.add_argument('--warmup', type=int, default=2, help='untimed steps')
@@ -58,8 +92,9 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=None,
                    help='torch intra-op threads, the same for both '
                    '(default: all usable cores)')
-    p.add_argument('--num-masked', type=int, default=98,
-                   help='masked patches of the 14x14 grid (CAE: 98)')
+    p.add_argument('--num-masked', type=int, default=None,
+                   help='masked patches of the 14x14 grid (CAE, CAE v2: '
+                   '98; CMAE: 2x2 blocks at 0.65, 128)')
     p.add_argument('--drop-path', type=float, default=0.0,
                    help='encoder drop path rate, both implementations')
     p.add_argument('--seed', type=int, default=0)
@@ -166,68 +201,115 @@ def _mmpretrain_cfg(arch, drop_path, num_masked):
         data_preprocessor=None)
 
 
+def _caev2_cfg(arch):
+    a = ARCHS[arch]
+    dims, heads = a['embed_dims'], a['num_heads']
+    return dict(
+        type='CAEv2',
+        backbone=dict(type='CAEViT', arch=arch, img_size=224, patch_size=16,
+                      layer_scale_init_value=0.1),
+        regressor=dict(
+            type='LatentContextualRegressor', embed_dims=dims,
+            depth=4 if arch == 'base' else 1, num_heads=heads,
+            layer_scale_init_value=0.1, final_norm=False),
+        head=dict(type='CAEv2Head', in_dims=dims, out_dims=512),
+        # the recipes' teacher for every student size
+        target_generator=dict(type='CLIPTeacher', random_init=True,
+                              arch='ViT-B/16'),
+        data_preprocessor=None)
+
+
 def _build(impl, args):
     """Build the model; returns (model, target_fn) where ``target_fn(img)``
-    runs the model's own target generator as its loss does."""
+    runs the model's own target generator as its loss does (None: none)."""
+    import mmpretrain.models  # noqa: F401  (registers MMPretrain's)
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
     if impl == 'mmcae':
         import mmcae  # noqa: F401  (registers everything)
-        from mmpretrain.registry import MODELS
-        model = MODELS.build(_mmcae_cfg(args.arch, args.drop_path))
+    if args.algo == 'cmae':
+        from bench_cmae_step import cmae_cfg, mae_cfg
+        cfg = cmae_cfg(args.arch) if impl == 'mmcae' else mae_cfg(args.arch)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            model = MODELS.build(cfg)
         model.init_weights()
-
-        def target_fn(img):
-            return model.target_generator.get_codebook_indices(img)
-    else:
-        import mmpretrain.models  # noqa: F401  (registers MMPretrain's)
-        from mmpretrain.registry import MODELS
-        model = MODELS.build(
-            _mmpretrain_cfg(args.arch, args.drop_path, args.num_masked))
-        # copies the backbone into the teacher (momentum encoder)
+        return model, None
+    if impl == 'mmcae':
+        cfg = (_mmcae_cfg(args.arch, args.drop_path) if args.algo == 'cae'
+               else _caev2_cfg(args.arch))
+        model = MODELS.build(cfg)
         model.init_weights()
+        tg = model.target_generator
+        if args.algo == 'cae':
+            return model, tg.get_codebook_indices
+        return model, tg
+    model = MODELS.build(
+        _mmpretrain_cfg(args.arch, args.drop_path, args.num_masked))
+    # copies the backbone into the teacher (momentum encoder)
+    model.init_weights()
 
-        def target_fn(img):
-            # DALL-E logits, then the head's argmax, as in CAE.loss
-            return model.head._generate_target(model.target_generator(img))
+    def target_fn(img):
+        # DALL-E logits, then the head's argmax, as in CAE.loss
+        return model.head._generate_target(model.target_generator(img))
     return model, target_fn
 
 
 def _make_batch(args, device):
-    """Identical inputs and masks in both workers (seeded)."""
+    """Identical inputs and masks in both workers (seeded), packed as the
+    data pipeline packs them (mmcae's generators add ``num_masked``).
+
+    Returns (inputs, data_samples, mask_kind); MMPretrain's MAE draws its
+    own masks and gets empty data samples.
+    """
     import numpy as np
     import torch
     from mmpretrain.structures import DataSample
 
     g = torch.Generator().manual_seed(args.seed)
     B = args.batch
-    # what TwoNormDataPreprocessor produces: a normalised 224 view and the
-    # 112 view mapped to [0.1, 0.9] for the DALL-E encoder
     img = torch.randn(B, 3, 224, 224, generator=g)
-    img_t = torch.rand(B, 3, 112, 112, generator=g) * 0.8 + 0.1
-
+    if args.algo == 'cae':
+        # what TwoNormDataPreprocessor produces: a normalised 224 view and
+        # the 112 view mapped to [0.1, 0.9] for the DALL-E encoder
+        second = torch.rand(B, 3, 112, 112, generator=g) * 0.8 + 0.1
+    else:
+        # CAE v2: the same pixels under CLIP's normalisation; CMAE: the
+        # shifted view of the momentum encoder
+        second = torch.randn(B, 3, 224, 224, generator=g)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    try:
-        from mmcae.datasets.transforms import BlockwiseMaskGenerator
+    from mmcae.datasets.transforms import (BlockwiseMaskGenerator,
+                                           GridBlockMaskGenerator)
+    if args.algo == 'cmae':
+        gen = GridBlockMaskGenerator(14, mask_ratio=0.65, block_size=2)
+        mask_kind = 'grid 2x2'
+        if args.num_masked != gen.num_masking_patches:
+            raise SystemExit('--algo cmae masks 128 of 196 patches (2x2 '
+                             'cells at 0.65); leave --num-masked unset')
+    else:
         gen = BlockwiseMaskGenerator(
             input_size=14,
             num_masking_patches=args.num_masked,
             min_num_patches=16)
-        masks = [torch.from_numpy(gen.generate()) for _ in range(B)]
         mask_kind = 'blockwise'
-    except ImportError:
-        masks = []
-        for _ in range(B):
-            m = torch.zeros(196, dtype=torch.bool)
-            m[random.sample(range(196), args.num_masked)] = True
-            masks.append(m.view(14, 14))
-        mask_kind = 'random'
     data_samples = []
-    for m in masks:
+    for _ in range(B):
+        out = gen.transform({})
+        m = torch.from_numpy(out['mask'])
         assert int(m.sum()) == args.num_masked
         ds = DataSample()
         ds.set_field(m.to(device), 'mask', field_type='metainfo')
+        if 'num_masked' in out:  # mmcae's generators before 2026-11 lack it
+            ds.set_field(out['num_masked'], 'num_masked')
         data_samples.append(ds)
-    return [img.to(device), img_t.to(device)], data_samples, mask_kind
+    return [img.to(device), second.to(device)], data_samples, mask_kind
+
+
+def _loss_args(impl, args, inputs, data_samples):
+    if args.algo == 'cmae' and impl == 'mmpretrain':
+        from mmpretrain.structures import DataSample
+        return inputs[0], [DataSample() for _ in data_samples]
+    return inputs, data_samples
 
 
 def _total_loss(losses):
@@ -243,7 +325,27 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _matmul_tflops(device, dtype):
+    """Measured dense matmul rate (TFLOP/s) in ``dtype``: the MFU peak when
+    --peak is not given."""
+    import torch
+    n = 8192 if device.type == 'cuda' else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    reps = 20 if device.type == 'cuda' else 3
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+
+
 def run_worker(impl, args):
+    import contextlib
+
     import torch
 
     device = torch.device(args.device)
@@ -255,9 +357,9 @@ def run_worker(impl, args):
     # import everything first, so the baseline RSS includes the libraries
     if impl == 'mmcae':
         import mmcae  # noqa: F401
-    else:
-        import mmpretrain.models  # noqa: F401
+    import mmpretrain.models  # noqa: F401
     import mmpretrain.structures  # noqa: F401
+    from mmcae.utils.op_count import OpCounter
 
     inputs, data_samples, mask_kind = _make_batch(args, device)
 
@@ -274,22 +376,63 @@ def run_worker(impl, args):
     params = [p for p in model.parameters() if p.requires_grad]
     n_train = sum(p.numel() for p in params)
     n_total = sum(p.numel() for p in model.parameters())
-    n_target = sum(p.numel() for p in model.target_generator.parameters())
-    # official CAE pretraining optimiser
+    tg = getattr(model, 'target_generator', None)
+    n_target = sum(p.numel() for p in tg.parameters()) if tg else 0
+    fused = args.fused == 'on' or (args.fused == 'auto'
+                                   and device.type == 'cuda')
+    # official CAE pretraining optimiser (CMAE / MAE: betas 0.9, 0.95)
+    betas = (0.9, 0.95) if args.algo == 'cmae' else (0.9, 0.999)
     optim = torch.optim.AdamW(
-        params, lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05)
+        params, lr=1.5e-3, betas=betas, weight_decay=0.05,
+        **(dict(fused=True) if fused else {}))
+    amp_dtype = dict(bf16=torch.bfloat16, fp16=torch.float16).get(args.amp)
+    scaler = torch.amp.GradScaler(device.type) if args.amp == 'fp16' \
+        else None
+    loss_args = _loss_args(impl, args, inputs, data_samples)
+    loss_fn = model.loss
+    compiled = None
+    if args.compile:
+        loss_fn = torch.compile(model.loss)
+        compiled = True
 
-    def step():
-        losses = model.loss(inputs, data_samples)
+    def autocast():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=amp_dtype)
+
+    def forward_backward(fn=None):
+        with autocast():
+            losses = (fn or loss_fn)(*loss_args)
         loss = _total_loss(losses)
-        loss.backward()
-        optim.step()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        return losses
+
+    def update():
+        if scaler is not None:
+            scaler.step(optim)
+            scaler.update()
+        else:
+            optim.step()
         optim.zero_grad(set_to_none=True)
+        if args.algo == 'cmae' and impl == 'mmcae':
+            model.momentum_update(0.996)  # CMAEMomentumHook's work
+
+    def step(fn=None):
+        losses = forward_backward(fn)
+        update()
         return losses
 
     first = None
+    compile_error = None
     for i in range(args.warmup):
-        losses = step()
+        try:
+            losses = step()
+        except Exception as e:  # a model that does not compile runs eager
+            if not args.compile or i > 0:
+                raise
+            compile_error = f'{type(e).__name__}: {str(e)[:300]}'
+            loss_fn, compiled = model.loss, False
+            losses = step()
         if first is None:
             first = {k: float(v) for k, v in losses.items()}
     _sync(device)
@@ -312,8 +455,13 @@ def run_worker(impl, args):
 
     result = dict(
         impl=impl,
+        algo=args.algo,
         device=str(device),
         threads=args.threads,
+        amp=args.amp,
+        compiled=compiled,
+        compile_error=compile_error,
+        fused_adamw=fused,
         mask=mask_kind,
         params_trainable=n_train,
         params_total=n_total,
@@ -326,15 +474,46 @@ def run_worker(impl, args):
         loss_first=first,
         loss_last=last,
     )
+    if not args.no_count:
+        from torch.utils.flop_counter import FlopCounterMode
+        # eager: a dispatch mode sees the ops an eager step launches (a
+        # compiled step fuses some of them into fewer kernels)
+        with OpCounter() as counter:
+            forward_backward(model.loss)
+        with OpCounter() as counter_opt:
+            update()
+        with FlopCounterMode(display=False) as flops:
+            step(model.loss)
+        result.update(
+            ops_per_step=counter.total + counter_opt.total,
+            ops_fwd_bwd=counter.total,
+            sync_ops_per_step=counter.syncs,
+            sync_ops=dict(counter.sync_ops),
+            # AdamW's per-tensor step counters are CPU scalars unless fused:
+            # their .item() reads no device memory, so they are listed apart
+            ops_optimizer=counter_opt.total,
+            sync_ops_optimizer=dict(counter_opt.sync_ops),
+            flops_per_step=flops.get_total_flops())
+        peak_tflops = args.peak
+        if peak_tflops is None:
+            # a CPU runs most of an autocast step in fp32 (and some CPUs
+            # emulate bf16 matmuls): its peak is the fp32 rate
+            peak_tflops = _matmul_tflops(
+                device, (amp_dtype or torch.float32)
+                if device.type == 'cuda' else torch.float32)
+            result['peak_source'] = 'measured matmul'
+        else:
+            result['peak_source'] = '--peak'
+        result['peak_tflops'] = peak_tflops
     if args.profile:
         result['phases'] = _phases(model, optim, target_fn, inputs,
-                                   data_samples, device, args)
+                                   loss_args, device, args)
         if impl == 'mmcae':
             result['top_ops'] = _top_ops(step, device)
     print(RESULT_TAG + json.dumps(result), flush=True)
 
 
-def _phases(model, optim, target_fn, inputs, data_samples, device, args):
+def _phases(model, optim, target_fn, inputs, loss_args, device, args):
     """Mean seconds of: the target generator alone (forward, no grad), the
     whole loss() (incl. targets), backward, optimizer step."""
     import torch
@@ -343,11 +522,12 @@ def _phases(model, optim, target_fn, inputs, data_samples, device, args):
     for _ in range(n):
         _sync(device)
         t0 = time.perf_counter()
-        with torch.no_grad():
-            target_fn(inputs[1])
+        if target_fn is not None:
+            with torch.no_grad():
+                target_fn(inputs[1])
         _sync(device)
         t1 = time.perf_counter()
-        losses = model.loss(inputs, data_samples)
+        losses = model.loss(*loss_args)
         loss = _total_loss(losses)
         _sync(device)
         t2 = time.perf_counter()
@@ -403,8 +583,12 @@ def _run_impl(impl, args):
         str(args.drop_path), '--seed',
         str(args.seed)
     ]
-    if args.profile:
-        cmd.append('--profile')
+    cmd += ['--algo', args.algo, '--amp', args.amp, '--fused', args.fused]
+    if args.peak is not None:
+        cmd += ['--peak', str(args.peak)]
+    for flag in ('profile', 'compile', 'no_count'):
+        if getattr(args, flag):
+            cmd.append('--' + flag.replace('_', '-'))
     env = dict(os.environ)
     # the same thread count for every library both workers use
     for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
@@ -459,6 +643,9 @@ def _pool(runs, args):
         mem_model_act_bytes=worst['mem_model_act_bytes'],
         worker_wall_s=[x['worker_wall_s'] for x in runs])
     r['img_per_s'] = args.batch / r[f'step_{args.stat}_s']
+    if 'flops_per_step' in r:
+        r['mfu'] = (r['flops_per_step'] / r[f'step_{args.stat}_s'] /
+                    (r['peak_tflops'] * 1e12))
     if runs[0].get('phases'):
         r['phases'] = {
             k: sum(x['phases'][k] for x in runs) / len(runs)
@@ -476,9 +663,11 @@ def _print_table(results, args):
     mem_kind = ('max_memory_allocated' if dev.startswith('cuda') else
                 'peak RSS (ru_maxrss)')
     print()
-    print(f'CAE pretraining step, arch={args.arch}, batch={args.batch}, '
+    print(f'{args.algo.upper()} pretraining step, arch={args.arch}, '
+          f'batch={args.batch}, '
           f'{args.num_masked}/196 masked ({results[0]["mask"]} masks), '
-          f'device={dev}, threads={args.threads}, '
+          f'device={dev}, threads={args.threads}, amp={args.amp}, '
+          f'compile={args.compile}, '
           f'{args.warmup} warmup + {args.steps} timed steps x '
           f'{args.rounds} round(s); img/s from the {args.stat} step')
     print(f'memory: {mem_kind}; "model+act" = peak minus memory right '
@@ -505,6 +694,31 @@ def _print_table(results, args):
     for r in results:
         lf = ', '.join(f'{k}={v:.4f}' for k, v in r['loss_first'].items())
         print(f'  {r["impl"]} first losses: {lf}')
+    if 'ops_per_step' in results[0]:
+        print()
+        print('per step, eager (counted, not timed): aten ops of forward + '
+              'backward and of the AdamW update; sync ops of forward + '
+              'backward')
+        print(f'{"impl":<11} {"ops f+b":>8} {"ops opt":>8} {"sync ops":>9} '
+              f'{"GFLOP":>9} {"MFU":>7}  peak TFLOP/s   compiled  sync ops')
+        for r in results:
+            print(f'{r["impl"]:<11} {r["ops_fwd_bwd"]:>8} '
+                  f'{r["ops_optimizer"]:>8} '
+                  f'{r["sync_ops_per_step"]:>9} '
+                  f'{r["flops_per_step"] / 1e9:>9.1f} '
+                  f'{100 * r["mfu"]:>6.2f}%  '
+                  f'{r["peak_tflops"]:>7.3f} ({r["peak_source"]})  '
+                  f'{r["compiled"]}  {r["sync_ops"] or ""}')
+            if r['sync_ops_optimizer']:
+                print(f'  {r["impl"]} optimizer: '
+                      f'{r["sync_ops_optimizer"]} (CPU step counters '
+                      'unless fused)')
+            if r.get('compile_error'):
+                print(f'  {r["impl"]}: torch.compile failed, ran eager: '
+                      f'{r["compile_error"]}')
+        print('  aten ops: each one a kernel launch on a GPU; sync ops: the '
+              'data-dependent ones (nonzero, .item(), boolean indexing...) '
+              'that make the host wait for the device')
     if args.profile:
         print()
         print('phase breakdown (mean s):')
@@ -524,7 +738,13 @@ def _ratios(results):
     if 'mmcae' not in by or 'mmpretrain' not in by:
         return None
     a, b = by['mmcae'], by['mmpretrain']
+    counts = {}
+    if 'ops_per_step' in a and 'ops_per_step' in b:
+        counts = dict(ops=a['ops_per_step'] / b['ops_per_step'],
+                      ops_fwd_bwd=a['ops_fwd_bwd'] / b['ops_fwd_bwd'],
+                      flops=a['flops_per_step'] / b['flops_per_step'])
     return dict(
+        **counts,
         throughput=a['img_per_s'] / b['img_per_s'],
         peak_memory=a['mem_peak_bytes'] / b['mem_peak_bytes'],
         model_act_memory=(a['mem_model_act_bytes'] /
@@ -546,6 +766,10 @@ def main(argv=None):
             or args.rounds < 1):
         raise SystemExit('--steps, --batch and --rounds must be >= 1, '
                          '--warmup >= 0')
+    if args.num_masked is None:
+        args.num_masked = 128 if args.algo == 'cmae' else 98
+    if args.algo == 'caev2':
+        args.impls = 'mmcae'  # MMPretrain has no CAE v2
     if not 0 < args.num_masked < 196:
         raise SystemExit('--num-masked must be in 1..195')
 
@@ -570,9 +794,18 @@ def main(argv=None):
               f' ({args.stat} step), '
               f'peak memory x{ratios["peak_memory"]:.2f} '
               f'(model+activations x{ratios["model_act_memory"]:.2f})')
+        if 'ops' in ratios:
+            print(f'mmcae/mmpretrain: aten ops per step '
+                  f'x{ratios["ops"]:.2f} (forward + backward '
+                  f'x{ratios["ops_fwd_bwd"]:.2f}), FLOPs per step '
+                  f'x{ratios["flops"]:.2f}')
     if args.json:
         out = dict(
             config=dict(
+                algo=args.algo,
+                amp=args.amp,
+                compile=args.compile,
+                fused=args.fused,
                 arch=args.arch,
                 batch=args.batch,
                 steps=args.steps,

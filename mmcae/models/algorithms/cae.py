@@ -14,7 +14,8 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import check_equal_counts, patchify, unpatchify
+from ..layers import (MaskIds, gather_tokens, mask_ids, patchify,
+                      unpatchify)
 from .utils import (keep_target_generator_out_of_checkpoints, split_views,
                     stack_masks)
 
@@ -64,8 +65,11 @@ class ContextAutoencoder(BaseSelfSupervisor):
                                 'get_codebook_indices()')
             keep_target_generator_out_of_checkpoints(self)
 
-    def forward_latents(self, img: torch.Tensor, mask: torch.Tensor):
+    def forward_latents(self, img: torch.Tensor, mask):
         """Encoder -> regressor, plus the alignment target.
+
+        ``mask``: :class:`~mmcae.models.layers.MaskIds`, or a (B, N) bool
+        mask (True = masked) converted here.
 
         Returns:
             dict with ``latent_pred`` (B, Nm, C), ``latent_target``
@@ -74,10 +78,11 @@ class ContextAutoencoder(BaseSelfSupervisor):
         grid = self.backbone.patch_embed.grid_size(img.shape)
         # Every patch is embedded once; visible and masked tokens are split
         # afterwards, so the alignment pass adds no patch-embedding work.
+        ids = mask_ids(mask)
         tokens = self.backbone.embed(img)
-        visible = self.backbone.forward_tokens(tokens, ~mask)
-        latent_pred, pos_masked = self.regressor(visible[:, 1:], mask, grid)
-        latent_target = self.alignment.target(self.backbone, tokens, mask,
+        visible = self.backbone.forward_tokens(tokens, ids.visible)
+        latent_pred, pos_masked = self.regressor(visible[:, 1:], ids, grid)
+        latent_target = self.alignment.target(self.backbone, tokens, ids,
                                               self.regressor.project)
         return dict(
             visible=visible,
@@ -96,9 +101,15 @@ class ContextAutoencoder(BaseSelfSupervisor):
              data_samples: List[DataSample], **kwargs) -> Dict[str, torch.Tensor]:
         img, target_img = split_views(inputs)
         h, w = self.backbone.patch_embed.grid_size(img.shape)
-        num_patches = h * w
-        mask = stack_masks(data_samples, num_patches, img.device)
+        mask = stack_masks(data_samples, h * w, img.device)
+        return self.forward_loss(img, target_img, mask)
 
+    def forward_loss(self, img: torch.Tensor,
+                     target_img: Optional[torch.Tensor],
+                     mask: MaskIds) -> Dict[str, torch.Tensor]:
+        """The step's tensor work, from the views and the mask indices:
+        static shapes, no host sync (what ``torch.compile`` traces)."""
+        num_patches = mask.mask.shape[1]
         out = self.forward_latents(img, mask)
         pred = self.predict_targets(out['latent_pred'], out['pos_masked'])
 
@@ -116,7 +127,7 @@ class ContextAutoencoder(BaseSelfSupervisor):
                     f'the target generator gives {ids.shape[1]} tokens per '
                     f'image for a {tuple(target_img.shape[-2:])} view but '
                     f'the encoder has {num_patches} patches')
-            target = ids[mask].reshape(img.shape[0], -1)
+            target = torch.gather(ids, 1, mask.masked)
         else:
             target = self.head.targets(img, mask)
 
@@ -140,19 +151,19 @@ class ContextAutoencoder(BaseSelfSupervisor):
         if not hasattr(self.head, 'targets'):
             raise TypeError('reconstruct() needs a pixel prediction head, '
                             f'got {type(self.head).__name__}')
-        mask = mask.flatten(1).bool()
-        check_equal_counts(mask)
+        mask = mask_ids(mask)
         grid = self.backbone.patch_embed.grid_size(img.shape)
         out = self.forward_latents(img, mask)
         pred = self.predict_targets(out['latent_pred'], out['pos_masked'])
         patches = patchify(img, self.head.patch_size)
-        masked = patches[mask].reshape(img.shape[0], -1, patches.shape[-1])
+        masked = gather_tokens(patches, mask.masked)
         if self.head.norm_pix:
             mean = masked.mean(-1, keepdim=True)
             var = masked.var(-1, keepdim=True)
             pred = pred * (var + 1e-6).sqrt() + mean
         patches = patches.clone()
-        patches[mask] = pred.reshape(-1, patches.shape[-1]).to(patches)
+        idx = mask.masked.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
+        patches.scatter_(1, idx, pred.to(patches))
         return unpatchify(patches, self.head.patch_size, grid)
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:

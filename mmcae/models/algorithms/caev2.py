@@ -13,7 +13,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import gather_tokens
+from ..layers import MaskIds, gather_tokens, mask_ids
 from .utils import (keep_target_generator_out_of_checkpoints, split_views,
                     stack_masks)
 
@@ -49,26 +49,28 @@ class CAEv2(BaseSelfSupervisor):
         self.regressor = MODELS.build(regressor)
         keep_target_generator_out_of_checkpoints(self)
 
-    def predict_tokens(self, img: torch.Tensor, mask: torch.Tensor):
-        """(B, 1 + Nv + Nm, D) predictions in [cls, visible, masked] order."""
+    def predict_tokens(self, img: torch.Tensor, mask):
+        """(B, 1 + Nv + Nm, D) predictions in [cls, visible, masked] order.
+
+        ``mask``: :class:`~mmcae.models.layers.MaskIds` or (B, N) bool.
+        """
         grid = self.backbone.patch_embed.grid_size(img.shape)
-        # (B, 1 + Nv, C); the masks were checked once in stack_masks
+        mask = mask_ids(mask)
+        # (B, 1 + Nv, C)
         visible = self.backbone.forward_tokens(self.backbone.embed(img),
-                                               ~mask)
+                                               mask.visible)
         # project once: the regressor reads the projected visible tokens
         visible = self.regressor.project(visible)
         masked, _ = self.regressor(visible[:, 1:], mask, grid, project=False)
         return self.head(torch.cat([visible, masked], dim=1)), visible.shape[1]
 
     @staticmethod
-    def arrange_targets(feats: torch.Tensor, mask: torch.Tensor):
+    def arrange_targets(feats: torch.Tensor, mask):
         """CLIP tokens (B, 1 + N, D) -> [cls, visible, masked] order."""
-        patches = feats[:, 1:]
-        return torch.cat([
-            feats[:, :1],
-            gather_tokens(patches, ~mask),
-            gather_tokens(patches, mask)
-        ], dim=1)
+        ids = mask_ids(mask)
+        order = torch.cat([ids.visible, ids.masked], dim=1)
+        return torch.cat([feats[:, :1], gather_tokens(feats[:, 1:], order)],
+                         dim=1)
 
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -78,14 +80,21 @@ class CAEv2(BaseSelfSupervisor):
                              'second input: use DualNormDataPreprocessor')
         h, w = self.backbone.patch_embed.grid_size(img.shape)
         mask = stack_masks(data_samples, h * w, img.device)
+        return self.forward_loss(img, clip_img, mask)
+
+    def forward_loss(self, img: torch.Tensor, clip_img: torch.Tensor,
+                     mask: MaskIds) -> Dict[str, torch.Tensor]:
+        """The step's tensor work, from the views and the mask indices:
+        static shapes, no host sync (what ``torch.compile`` traces)."""
+        num_patches = mask.mask.shape[1]
         pred, num_visible = self.predict_tokens(img, mask)
         with torch.no_grad():
             feats = self.target_generator(clip_img)
-        if feats.shape[1] != 1 + h * w:
+        if feats.shape[1] != 1 + num_patches:
             raise ValueError(
                 f'the CLIP teacher gives {feats.shape[1]} tokens for a '
                 f'{tuple(clip_img.shape[-2:])} view; the student has '
-                f'1 + {h * w}: give both views the same patch grid')
+                f'1 + {num_patches}: give both views the same patch grid')
         target = self.arrange_targets(feats, mask)
         return dict(loss=self.head.loss(pred, target, num_visible))
 

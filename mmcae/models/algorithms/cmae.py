@@ -27,7 +27,7 @@ from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.structures import DataSample
 
 from ...registry import HOOKS, MODELS
-from ..layers import init_linear_xavier
+from ..layers import MaskIds, init_linear_xavier, mask_ids
 from .utils import split_views, stack_masks
 
 __all__ = ['CMAE', 'CMAEMomentumHook', 'restore_ids', 'cosine_momentum']
@@ -177,8 +177,10 @@ class CMAE(BaseSelfSupervisor):
         self.copy_online_to_target()
 
     # ----------------------------------------------------------------- loss
-    def encode_online(self, img: torch.Tensor, mask: torch.Tensor):
-        return self.backbone.forward_tokens(self.backbone.embed(img), ~mask)
+    def encode_online(self, img: torch.Tensor, mask):
+        """``mask``: :class:`~mmcae.models.layers.MaskIds` or (B, N) bool."""
+        return self.backbone.forward_tokens(self.backbone.embed(img),
+                                            mask_ids(mask).visible)
 
     @torch.no_grad()
     def encode_target(self, img_t: torch.Tensor) -> torch.Tensor:
@@ -202,11 +204,17 @@ class CMAE(BaseSelfSupervisor):
                 'MultiView with two PixelShiftCrop pipelines')
         h, w = self.backbone.patch_embed.grid_size(img.shape)
         mask = stack_masks(data_samples, h * w, img.device)
+        return self.forward_loss(img, img_t, mask)
+
+    def forward_loss(self, img: torch.Tensor, img_t: torch.Tensor,
+                     mask: MaskIds) -> Dict[str, torch.Tensor]:
+        """The step's tensor work, from the two views and the mask indices:
+        static shapes, no host sync (what ``torch.compile`` traces)."""
         latent = self.encode_online(img, mask)
-        ids_restore = restore_ids(mask)
+        ids_restore = restore_ids(mask.mask)
 
         pred = self.pixel_decoder(latent, ids_restore)
-        loss_rc = self.rc_head.loss(pred, img, mask.to(pred.dtype))
+        loss_rc = self.rc_head.loss(pred, img, mask.mask.to(pred.dtype))
 
         feat = self.feature_decoder(latent, ids_restore).mean(1)
         q = self.projector((feat, ))[0]

@@ -1,10 +1,11 @@
 """Input plumbing shared by the mmcae algorithms."""
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 from mmpretrain.structures import DataSample
 
-from ..layers import check_equal_counts
+from ..layers import MaskIds, mask_ids
 
 __all__ = [
     'split_views', 'stack_masks', 'keep_target_generator_out_of_checkpoints'
@@ -19,17 +20,31 @@ def split_views(inputs) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
 
 
 def stack_masks(data_samples: List[DataSample], num_patches: int,
-                device) -> torch.Tensor:
-    """(B, N) bool masks from the data samples, checked once per step."""
+                device) -> MaskIds:
+    """The batch's masks as :class:`~mmcae.models.layers.MaskIds`.
+
+    mmcae's mask generators put ``num_masked`` (a Python int, counted on
+    the CPU in the data pipeline) beside each mask; with it, nothing here
+    waits for the device. Masks without it are counted from the tensor:
+    free on the CPU, one host sync per step on a GPU.
+    """
     # PackInputs may leave algorithm keys as numpy arrays
-    mask = torch.stack([torch.as_tensor(ds.mask) for ds in data_samples])
-    mask = mask.to(device).flatten(1).bool()
+    masks = [torch.as_tensor(ds.mask) for ds in data_samples]
+    mask = torch.stack(masks).to(device, non_blocking=True).flatten(1)
     if mask.shape[1] != num_patches:
         raise ValueError(
             f'the mask has {mask.shape[1]} patches but the input image '
             f"has {num_patches}: check the mask generator's input_size")
-    check_equal_counts(mask)
-    return mask
+    counts = [ds.get('num_masked') for ds in data_samples]
+    if None in counts:
+        if any(m.device.type != 'cpu' for m in masks):
+            return mask_ids(mask.bool())  # counted on the device: a sync
+        # masks still on the CPU: counted there, without any tensor op
+        counts = [int(np.count_nonzero(m.numpy())) for m in masks]
+    if len(set(counts)) != 1:
+        raise ValueError('every image must have the same number of masked '
+                         f'patches; got per-image counts {counts}')
+    return mask_ids(mask.bool(), int(counts[0]))
 
 
 def _drop_target_generator(module, state_dict, prefix, local_metadata):

@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 
 from ...registry import ROOT_MODELS
 from ..layers import (Block, PatchEmbed, build_2d_sincos_pos_embed,
-                      check_equal_counts, drop_path_rates, gather_tokens,
+                      drop_path_rates, gather_tokens, mask_ids,
                       init_linear_xavier, resize_pos_embed,
                       resize_rel_pos_table, to_2tuple)
 
@@ -245,8 +245,10 @@ class CAEViT(BaseModule):
 
         Args:
             tokens: (B, N, C) output of :meth:`embed`.
-            keep: (B, N) bool, True for the tokens to encode (the same count
-                per image); ``None`` keeps all.
+            keep: (B, K) long indices of the tokens to encode, in order
+                (``MaskIds.visible``), or a (B, N) bool with the same count
+                of True per image (one host sync on a GPU); ``None`` keeps
+                all.
         Returns:
             (B, 1 + K, C): cls token first, then the kept tokens in order.
         """
@@ -289,8 +291,7 @@ class CAEViT(BaseModule):
                 raise ValueError(
                     f'mask has {mask.shape[1]} patches but the '
                     f'{tuple(x.shape[-2:])} input has {tokens.shape[1]}')
-            keep = ~mask
-            check_equal_counts(keep)
+            keep = mask_ids(mask).visible
         return self.forward_tokens(tokens, keep)
 
     def forward_features(self, x: torch.Tensor) -> tuple:

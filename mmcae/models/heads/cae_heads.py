@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ...registry import MODELS
-from ..layers import patchify, to_2tuple
+from ..layers import gather_tokens, mask_ids, patchify, to_2tuple
 
 __all__ = [
     'CAETokenPredictionHead', 'CAEPixelPredictionHead', 'CAEAlignment',
@@ -73,10 +73,11 @@ class CAEPixelPredictionHead(BaseModule):
     def forward(self, x):
         return self.fc(x)
 
-    def targets(self, img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, Nm, p*p*C) pixel targets of the masked patches."""
+    def targets(self, img: torch.Tensor, mask) -> torch.Tensor:
+        """(B, Nm, p*p*C) pixel targets of the masked patches (``mask``:
+        :class:`~mmcae.models.layers.MaskIds` or a (B, N) bool mask)."""
         patches = patchify(img, self.patch_size)
-        target = patches[mask].reshape(img.shape[0], -1, patches.shape[-1])
+        target = gather_tokens(patches, mask_ids(mask).masked)
         if self.norm_pix:
             target = normalize_patches(target)[0]
         return target
@@ -106,10 +107,11 @@ class CAEAlignment(nn.Module):
         self.loss_weight = loss_weight
 
     @torch.no_grad()
-    def target(self, encoder, tokens: torch.Tensor, mask: torch.Tensor,
+    def target(self, encoder, tokens: torch.Tensor, mask,
                project) -> torch.Tensor:
         """Encoder output of the masked patches (cls dropped), projected."""
-        out = encoder.forward_tokens(tokens.detach(), mask)[:, 1:]
+        out = encoder.forward_tokens(tokens.detach(),
+                                     mask_ids(mask).masked)[:, 1:]
         return project(out).detach()
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor):

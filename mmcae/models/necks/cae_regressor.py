@@ -7,7 +7,8 @@ from mmengine.model import BaseModule
 
 from ...registry import MODELS
 from ..layers import (Block, RegressorBlock, build_2d_sincos_pos_embed,
-                      drop_path_rates, gather_tokens, init_linear_xavier)
+                      MaskIds, drop_path_rates, gather_tokens,
+                      init_linear_xavier, mask_ids)
 
 __all__ = ['LatentContextualRegressor', 'CAEDecoder']
 
@@ -25,6 +26,10 @@ class _GridPosEmbed(nn.Module):
         self._cache = {}
 
     def forward(self, grid: Tuple[int, int], ref: torch.Tensor):
+        if torch.compiler.is_compiling():
+            # filling the cache inside a compiled step would recompile it
+            # once; compiled, the table is a constant of the graph
+            return build_2d_sincos_pos_embed(grid, self.embed_dims).to(ref)
         key = (tuple(grid), ref.device, ref.dtype)
         if key not in self._cache:
             self._cache[key] = build_2d_sincos_pos_embed(
@@ -101,18 +106,19 @@ class LatentContextualRegressor(BaseModule):
             return x
         return self.encoder_to_regressor(x)
 
-    def positions(self, mask: torch.Tensor, grid, ref: torch.Tensor):
+    def positions(self, ids: MaskIds, grid, ref: torch.Tensor):
         """Sin-cos positions of the visible and of the masked patches."""
-        pos = self.pos_embed(grid, ref).expand(mask.shape[0], -1, -1)
-        return gather_tokens(pos, ~mask), gather_tokens(pos, mask)
+        pos = self.pos_embed(grid, ref)
+        return gather_tokens(pos, ids.visible), gather_tokens(pos, ids.masked)
 
-    def forward(self, visible: torch.Tensor, mask: torch.Tensor,
+    def forward(self, visible: torch.Tensor, mask: MaskIds,
                 grid: Tuple[int, int], project: bool = True):
         """
         Args:
             visible: (B, Nv, in_dims) encoder outputs of the visible patches
                 (no cls token).
-            mask: (B, N) bool, True = masked.
+            mask: the step's :class:`~mmcae.models.layers.MaskIds` (a
+                (B, N) bool mask, True = masked, is converted).
             grid: the patch grid (h, w), h * w == N.
             project: apply :meth:`project` to ``visible`` (pass False when
                 the caller projected it already).
@@ -122,8 +128,9 @@ class LatentContextualRegressor(BaseModule):
         """
         if project:
             visible = self.project(visible)
-        pos_vis, pos_mask = self.positions(mask, grid, visible)
-        B, num_masked = mask.shape[0], pos_mask.shape[1]
+        ids = mask_ids(mask)
+        pos_vis, pos_mask = self.positions(ids, grid, visible)
+        B, num_masked = ids.masked.shape
         x = self.mask_token.expand(B, num_masked, -1).to(visible.dtype)
         pos_all = torch.cat([pos_vis, pos_mask], dim=1)
         for blk in self.blocks:

@@ -252,9 +252,38 @@ class CLIPTeacher(BaseModule):
             raise ValueError(f'CLIPTeacher ({self.arch}): H and W must be '
                              f'multiples of {p}, got {tuple(img.shape[2:])}')
         img = img.to(self.proj.dtype)
-        x = self.backbone(img)[0]  # (B, 1+N, W), after ln_post
-        x = x @ self.proj
-        return F.normalize(x, dim=-1)
+        device = img.device.type
+        if (not torch.is_autocast_enabled(device)
+                or torch.compiler.is_compiling()):
+            x = self.backbone(img)[0]  # (B, 1+N, W), after ln_post
+            return F.normalize(x @ self.proj, dim=-1)
+        # Under autocast every Linear / conv would cast its frozen weight
+        # again on every call (autocast caches casts of trainable leaves
+        # only): run on copies in the autocast dtype, made once.
+        params = self._cast_params(torch.get_autocast_dtype(device))
+        proj = params.pop('proj')
+        x = torch.func.functional_call(self.backbone, params, (img, ))[0]
+        return F.normalize((x @ proj).float(), dim=-1)
+
+    def _cast_params(self, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+        """The matmul / conv weights (and ``proj``) in ``dtype``, rebuilt
+        when a weight is replaced or changed in place."""
+        names = ['proj'] + [
+            f'{mod}.{p}' for mod, m in self.backbone.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d))
+            for p, _ in m.named_parameters(recurse=False)]
+        tensors = dict(self.named_parameters())
+        src = {n: tensors[n if n == 'proj' else 'backbone.' + n]
+               for n in names}
+        key = (dtype, ) + tuple((t.data_ptr(), t._version)
+                                for t in src.values())
+        cache = self.__dict__.get('_cast_cache')
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cast = {n: t.to(dtype) for n, t in src.items()}
+            # a plain attribute: neither a buffer nor in the state dict
+            self.__dict__['_cast_cache'] = cache = (key, cast)
+        return dict(cache[1])
 
 
 # ---------------------------------------------------------------------- #

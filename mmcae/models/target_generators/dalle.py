@@ -45,17 +45,21 @@ _DTYPES = {
 }
 
 
-def _conv(conv: nn.Conv2d, x: torch.Tensor,
-          dtype: torch.dtype) -> torch.Tensor:
-    """Run ``conv`` in ``dtype`` (input, weight and bias cast), like
-    OpenAI's ``dall_e.utils.Conv2d`` does for fp16 on CUDA."""
-    w, b = conv.weight, conv.bias
+def _conv(conv: nn.Conv2d, x: torch.Tensor, dtype: torch.dtype,
+          weights=None) -> torch.Tensor:
+    """Run ``conv`` in ``dtype``, like OpenAI's ``dall_e.utils.Conv2d``
+    does for fp16 on CUDA; ``weights`` maps the conv to its (weight, bias)
+    already in ``dtype`` (see :meth:`DALLEEncoder._cast_weights`)."""
+    if weights is not None and conv in weights:
+        w, b = weights[conv]
+    else:
+        w, b = conv.weight, conv.bias
+        if w.dtype != dtype:
+            w = w.to(dtype)
+        if b is not None and b.dtype != dtype:
+            b = b.to(dtype)
     if x.dtype != dtype:
         x = x.to(dtype)
-    if w.dtype != dtype:
-        w = w.to(dtype)
-    if b is not None and b.dtype != dtype:
-        b = b.to(dtype)
     return F.conv2d(x, w, b, conv.stride, conv.padding)
 
 
@@ -91,15 +95,17 @@ class _EncoderBlock(nn.Module):
                 ('conv_4', _make_conv(n_hid, n_out, 1)),
             ]))
 
-    def run(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def run(self, x: torch.Tensor, dtype: torch.dtype,
+            weights=None) -> torch.Tensor:
         if isinstance(self.id_path, nn.Conv2d):
-            identity = _conv(self.id_path, x, dtype)
+            identity = _conv(self.id_path, x, dtype, weights)
         else:
             identity = x.to(dtype)
         h = x
         for name in ('1', '2', '3', '4'):
             h = F.relu(h)
-            h = _conv(getattr(self.res_path, 'conv_' + name), h, dtype)
+            h = _conv(getattr(self.res_path, 'conv_' + name), h, dtype,
+                      weights)
         return identity + self.post_gain * h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,7 +149,11 @@ class DALLEEncoder(BaseModule):
             elsewhere), ``'float32'``, ``'float16'`` or ``'bfloat16'``. The
             final 1x1 conv to the vocabulary always runs in fp32, as in
             OpenAI's encoder (``use_float16=False`` there). Parameters stay
-            fp32; they are cast per call.
+            fp32; their ``dtype`` copies are made once and reused while the
+            weights are unchanged. The forward ignores an enclosing
+            ``torch.autocast`` (which would cast every frozen weight again
+            on every call): the trunk runs in this dtype whatever the
+            student's precision.
         init_cfg: unused (weights come from ``checkpoint``); accepted for
             the BaseModule signature.
 
@@ -284,18 +294,50 @@ class DALLEEncoder(BaseModule):
             raise ValueError('DALLEEncoder expects a floating point input '
                              'mapped to [0.1, 0.9], got dtype '
                              f'{x.dtype}')
-        dtype = self.compute_dtype(self.blocks.input.weight.device)
+        device = self.blocks.input.weight.device
+        dtype = self.compute_dtype(device)
+        weights = self._cast_weights(dtype)
         blocks = self.blocks
         x = x.contiguous(memory_format=torch.channels_last)
-        h = _conv(blocks.input, x, dtype)
-        for g in range(1, self.group_count + 1):
-            group = getattr(blocks, f'group_{g}')
-            for i in range(1, self.n_blk_per_group + 1):
-                h = getattr(group, f'block_{i}').run(h, dtype)
-            if hasattr(group, 'pool'):
-                h = group.pool(h)
-        h = F.relu(h)
-        return _conv(blocks.output.conv, h, torch.float32)
+        with torch.autocast(device.type, enabled=False):
+            h = _conv(blocks.input, x, dtype, weights)
+            for g in range(1, self.group_count + 1):
+                group = getattr(blocks, f'group_{g}')
+                for i in range(1, self.n_blk_per_group + 1):
+                    h = getattr(group, f'block_{i}').run(h, dtype, weights)
+                if hasattr(group, 'pool'):
+                    h = group.pool(h)
+            h = F.relu(h)
+            return _conv(blocks.output.conv, h, torch.float32)
+
+    def _cast_weights(self, dtype: torch.dtype):
+        """{conv: (weight, bias) in ``dtype``, channels-last}, made once.
+
+        Rebuilt when a weight is replaced or changed in place (load_state_
+        dict, ``.to()``), which the key of tensor addresses and versions
+        sees. ``None`` when the weights are in ``dtype`` already.
+        """
+        if (self.blocks.input.weight.dtype == dtype
+                or torch.compiler.is_compiling()):
+            # compiled, the casts are part of the graph, and fused there
+            return None
+        # the output conv stays fp32 (see forward)
+        convs = [m for m in self.modules() if isinstance(m, nn.Conv2d)
+                 and m is not self.blocks.output.conv]
+        key = (dtype, ) + tuple((m.weight.data_ptr(), m.weight._version,
+                                 m.bias.data_ptr(), m.bias._version)
+                                for m in convs)
+        cache = getattr(self, '_cast_cache', None)
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                weights = {
+                    m: (m.weight.to(dtype).contiguous(
+                        memory_format=torch.channels_last),
+                        m.bias.to(dtype)) for m in convs}
+            # a plain attribute: neither a buffer nor in the state dict
+            self.__dict__['_cast_cache'] = (key, weights)
+            cache = self.__dict__['_cast_cache']
+        return cache[1]
 
     @torch.no_grad()
     def get_codebook_indices(self, x: torch.Tensor) -> torch.Tensor:
