@@ -8,6 +8,7 @@ from mmpretrain.structures import DataSample
 
 from mmcae.models import CAEv2
 from mmcae.models.layers import patchify
+from mmcae.utils import safe_load
 
 
 class PatchTeacher(nn.Module):
@@ -175,8 +176,7 @@ def test_embedded_run_loss_falls(tmp_path):
     for k, v in runner.model.target_generator.state_dict().items():
         assert torch.equal(v, ref[k]), k
     # checkpoints leave the frozen teacher out and still load strictly
-    ckpt = torch.load(os.path.join(cfg.work_dir, 'epoch_3.pth'),
-                      weights_only=True)
+    ckpt = safe_load(os.path.join(cfg.work_dir, 'epoch_3.pth'))
     assert not any(k.startswith('target_generator.')
                    for k in ckpt['state_dict'])
     from mmcae.registry import MODELS
