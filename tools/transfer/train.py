@@ -14,7 +14,7 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 # Running from a checkout without `pip install -e .` still finds mmcae.
@@ -22,6 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 from mmcae.datasets import prepare_embedded_data  # noqa: E402
+from mmcae.utils.transfer_config import load_transfer_config  # noqa: E402
 from mmcae.utils import (finish_distributed, setup_safe_torch_load,  # noqa
                          use_gloo_without_cuda)
 
@@ -56,7 +57,7 @@ def parse_args():
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
+    cfg = load_transfer_config(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
