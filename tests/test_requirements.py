@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from mmcae import version as V
 
@@ -17,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _reqs(name):
     with open(os.path.join(ROOT, 'requirements', name)) as f:
         lines = [line.split('#', 1)[0].strip() for line in f]
-    return {r.name: r for r in map(Requirement, filter(None, lines))}
+    return {canonicalize_name(r.name): r
+            for r in map(Requirement, filter(None, lines))}
 
 
 def test_pip_ranges_equal_import_check_ranges():

@@ -106,7 +106,7 @@ def _plan(tmp_path, nvcc_release=None, gpu_caps=None, **env):
     """Run ``setup_env.sh --plan`` on this environment's torch with fake
     ``nvidia-smi`` (listing GPUs of ``gpu_caps``) and ``nvcc`` on PATH."""
     bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir(exist_ok=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     path = [str(bin_dir)]
     if gpu_caps:
         caps = '\n'.join(gpu_caps)
