@@ -63,7 +63,7 @@ fi
 # A stamp over everything that decides the environment's contents: when it
 # matches, the environment is already what this script would build.
 STAMP="$VENV/.mmcae-stamp"
-gpus="$( (command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null) | wc -l)"
+gpus="$( { command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null || true; } | wc -l)"
 want_stamp="$( (cat "$ROOT/tools/setup_env.sh" "$ROOT/tools/mmcv_build_plan.py" "$ROOT/setup.py" "$ROOT"/requirements/*.txt
                echo "torch=$MMCAE_TORCH mmcv=$MMCAE_MMCV cuda=${MMCAE_CUDA:-auto} arch=${TORCH_CUDA_ARCH_LIST:-} gpus=$gpus") | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ] && [ "${MMCAE_FORCE_SETUP:-0}" != 1 ]; then
