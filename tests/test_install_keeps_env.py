@@ -11,6 +11,7 @@ torch and mmcv must not be in it, while mmcae and the OpenMMLab packages it
 needs are. About 100 s (half of it installing torch)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,7 +50,8 @@ def user_env(tmp_path_factory):
     r = _pip(venv, 'list', '--format=json')
     have = {p['name']: p['version'] for p in json.loads(r.stdout)}
     assert have['torch'] == TORCH and have['mmcv'] == '2.1.0', have
-    return venv
+    yield venv
+    shutil.rmtree(venv, ignore_errors=True)  # 0.8 GB; pytest keeps tmp dirs
 
 
 def test_pip_install_keeps_the_users_torch_and_mmcv(user_env, tmp_path):
