@@ -3,7 +3,11 @@
 Importing the package (``custom_imports=dict(imports=['mmcae'])`` in a config)
 registers every component.
 """
-from .version import __version__  # noqa: F401
+from .version import __version__, check_dependencies  # noqa: F401
+
+# Fail here, naming the package and the range, rather than deep inside a run.
+check_dependencies()
+
 from . import datasets, engine, models  # noqa: F401,E402
 from .utils import setup_safe_torch_load  # noqa: E402
 

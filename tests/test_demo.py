@@ -41,3 +41,7 @@ def test_demo_runs_end_to_end(tmp_path):
     with Image.open(png) as im:
         # 8 columns (4 photos + 4 scenes) x 3 rows at 100 dpi
         assert im.size == (1440, 560), im.size
+    # loss curves + probe bars: two 600 x 400 panels
+    assert summary['curves'] == str(work / 'curves.png')
+    with Image.open(work / 'curves.png') as im:
+        assert im.size == (1200, 400), im.size

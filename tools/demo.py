@@ -4,7 +4,9 @@
 2. a linear probe trains on frozen features of the pretrained encoder and of
    a randomly initialised one; both val top-1 are printed side by side;
 3. a PNG shows original / masked / reconstructed for scikit-image photos and
-   embedded scenes.
+   embedded scenes;
+4. ``curves.png`` beside it: the pretraining loss curves (from mmengine's
+   ``vis_data/scalars.json``) and the two probe results as bars.
 
     python tools/demo.py [--config CFG] [--work-dir DIR] [--skip-train]
 """
@@ -181,6 +183,21 @@ def main():
             model, osp.join(args.work_dir, 'reconstruction.png'))
         print(f'  wrote {out_png}')
 
+    # ------------------------------------------------------------ curves --
+    from mmcae.visualization import latest_scalars, plot_training_curves
+    curves_png = None
+    scalars = latest_scalars(args.work_dir)
+    if scalars is None:
+        print(f'[demo] no vis_data/scalars.json under {args.work_dir}: no '
+              'loss curves', flush=True)
+    else:
+        curves_png = plot_training_curves(
+            scalars, osp.join(args.work_dir, 'curves.png'),
+            probe={k: v['top1'] for k, v in results.items()},
+            chance=100.0 / num_classes,
+            title=f'{cfg.model.type} pretraining')
+        print(f'[demo] loss curves and probe bars: {curves_png}')
+
     total = time.time() - t_start
     summary = dict(
         config=args.config,
@@ -191,7 +208,8 @@ def main():
         gap_points=gap,
         pretrain_seconds=t_train,
         total_seconds=total,
-        reconstruction=out_png)
+        reconstruction=out_png,
+        curves=curves_png)
     with open(osp.join(args.work_dir, 'demo_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print(f'[demo] done in {total / 60:.1f} min (pretraining '

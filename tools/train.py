@@ -76,6 +76,11 @@ def parse_args():
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also log to TensorBoard (event files beside scalars.json in '
+        'the run\'s vis_data/; needs the tensorboard package)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -153,6 +158,10 @@ def merge_args(cfg, args):
     set_default_dataloader_cfg(cfg, 'train_dataloader')
     set_default_dataloader_cfg(cfg, 'val_dataloader')
     set_default_dataloader_cfg(cfg, 'test_dataloader')
+
+    if args.tensorboard:
+        from mmcae.visualization import add_tensorboard_backend
+        add_tensorboard_backend(cfg)
 
     if args.cfg_options is not None:
         check_cfg_options(cfg, args.cfg_options)

@@ -11,9 +11,13 @@ else -- file layout, ``.jpg`` / ``.png`` suffixes, ``reduce_zero_label``,
 loading, and the evaluation by ``IoUMetric`` -- is ADE20KDataset's own.
 """
 from mmengine.registry import DATASETS as ROOT_DATASETS
-from mmseg.datasets import ADE20KDataset
 
+from ..version import require_transfer
 from .scenes import SCENE_CLASSES
+
+# MMSegmentation is the transfer extra: name it (and its range) if missing.
+require_transfer('mmseg')
+from mmseg.datasets import ADE20KDataset  # noqa: E402
 
 __all__ = ['SceneADE20KDataset']
 

@@ -1,2 +1,3 @@
 from .reconstruction import *  # noqa: F401,F403
 from .encoder_maps import *  # noqa: F401,F403
+from .curves import *  # noqa: F401,F403

@@ -22,9 +22,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 from mmcae.datasets import prepare_embedded_data  # noqa: E402
+from mmcae.utils.transfer_config import load_transfer_config  # noqa: E402
 from mmcae.utils import (finish_distributed, setup_safe_torch_load,  # noqa
                          use_gloo_without_cuda)
-from mmcae.utils.preflight import load_config  # noqa: E402
 
 
 def parse_args():
@@ -57,7 +57,7 @@ def parse_args():
 
 
 def build_cfg(args):
-    cfg = load_config(args.config)
+    cfg = load_transfer_config(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
