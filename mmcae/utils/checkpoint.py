@@ -393,29 +393,9 @@ def safe_load(path: str, map_location='cpu'):
     what = describe_unreadable(path)
     if what:
         raise CheckpointReadError(f'cannot load {path}: {what}')
-    with mmcae_safe_globals():
-        try:
-            obj = torch.load(path, map_location=map_location,
-                             weights_only=True)
-        except UnsafeCheckpointError as e:
-            raise UnsafeCheckpointError(
-                f'refusing to load {path}: {e} (none of the file\'s code '
-                'ran)') from None
-        except pickle.UnpicklingError as e:
-            raise UnsafeCheckpointError(
-                f'refusing to load {path}: it holds objects outside the '
-                f'weights-only allow-list ({_first_line(e)}); none of the '
-                'file\'s code ran') from None
-        except (EOFError, zipfile.BadZipFile) as e:
-            raise CheckpointReadError(
-                f'cannot load {path}: the file is truncated '
-                f'({type(e).__name__}: {e})') from None
-        except (RuntimeError, ValueError, KeyError, UnicodeDecodeError,
-                IndexError, TypeError, AttributeError) as e:
-            raise CheckpointReadError(
-                f'cannot load {path}: not a readable PyTorch checkpoint '
-                f'({type(e).__name__}: {_first_line(e)})') from None
-    return check_loaded(obj, path)
+    return _load_checked(
+        lambda: torch.load(path, map_location=map_location,
+                           weights_only=True), path)
 
 
 def safe_load_url(url: str, model_dir=None, map_location=None,
@@ -424,21 +404,39 @@ def safe_load_url(url: str, model_dir=None, map_location=None,
     """``torch.hub.load_state_dict_from_url`` (same download cache) with the
     same scoped allow-list and validation; a refused file is named with its
     URL."""
+    return _load_checked(
+        lambda: torch.hub.load_state_dict_from_url(
+            url, model_dir=model_dir, map_location=map_location,
+            progress=progress, check_hash=check_hash, file_name=file_name,
+            weights_only=True), url)
+
+
+def _load_checked(load, source: str):
+    """Run ``load`` (a weights-only torch load) inside mmcae's scoped
+    allow-list, translate torch's refusals and read errors into errors that
+    name ``source``, then :func:`check_loaded` the result."""
     with mmcae_safe_globals():
         try:
-            obj = torch.hub.load_state_dict_from_url(
-                url, model_dir=model_dir, map_location=map_location,
-                progress=progress, check_hash=check_hash,
-                file_name=file_name, weights_only=True)
+            obj = load()
         except UnsafeCheckpointError as e:
-            raise UnsafeCheckpointError(f'refusing to load {url}: {e}') \
-                from None
+            raise UnsafeCheckpointError(
+                f'refusing to load {source}: {e} (none of the file\'s code '
+                'ran)') from None
         except pickle.UnpicklingError as e:
             raise UnsafeCheckpointError(
-                f'refusing to load {url}: it holds objects outside the '
+                f'refusing to load {source}: it holds objects outside the '
                 f'weights-only allow-list ({_first_line(e)}); none of the '
                 'file\'s code ran') from None
-    return check_loaded(obj, url)
+        except (EOFError, zipfile.BadZipFile) as e:
+            raise CheckpointReadError(
+                f'cannot load {source}: the file is truncated '
+                f'({type(e).__name__}: {e})') from None
+        except (RuntimeError, ValueError, KeyError, UnicodeDecodeError,
+                IndexError, TypeError, AttributeError) as e:
+            raise CheckpointReadError(
+                f'cannot load {source}: not a readable PyTorch checkpoint '
+                f'({type(e).__name__}: {_first_line(e)})') from None
+    return check_loaded(obj, source)
 
 
 _ROUTED = False
