@@ -8,7 +8,7 @@ import sys
 import torch
 
 from mmcae.models import CAEViT
-from mmcae.models.converters import convert_cae_encoder
+from mmcae.convert.cae import convert_cae_encoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH = dict(embed_dims=32, depth=2, num_heads=4)

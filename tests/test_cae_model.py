@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mmcae.models import CAEViT, ContextAutoencoder
-from mmcae.models.backbones.cae_vit import CAE_ARCHS
+from mmcae.models.cae.encoder import CAE_ARCHS
 from mmcae.models.layers import build_2d_sincos_pos_embed, patchify
 from mmpretrain.structures import DataSample
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcae.models.target_generators.clip import (CLIPTeacher,
+from mmcae.models.teachers.clip import (CLIPTeacher,
                                                  arch_of_converted,
                                                  convert_clip_visual)
 from mmcae.registry import MODELS

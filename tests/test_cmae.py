@@ -11,10 +11,9 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmcae.datasets import GridBlockMaskGenerator, PixelShiftCrop
-from mmcae.models.algorithms.cmae import (CMAEMomentumHook, cosine_momentum,
-                                          restore_ids)
-from mmcae.models.cmae_converter import (cmae_backbone, convert_cmae,
-                                         fold_bgr_patch_embed)
+from mmcae.convert.cmae import (cmae_backbone, convert_cmae,
+                                fold_bgr_patch_embed)
+from mmcae.models.cmae import CMAEMomentumHook, cosine_momentum, restore_ids
 from mmcae.registry import MODELS, TRANSFORMS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 
 from mmcae.registry import MODELS
-from mmcae.models.target_generators.dalle import DALLEEncoder
+from mmcae.models.teachers.dalle import DALLEEncoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # MMDetection / MMSegmentation transfer configs build in test_transfer.py

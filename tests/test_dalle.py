@@ -16,10 +16,10 @@ import torch
 import torch.nn as nn
 
 from dall_e.encoder import Encoder as OpenAIEncoder  # test dependency
-from mmcae.models.target_generators.dalle import (
+from mmcae.models.teachers.dalle import (
     OPENAI_ENCODER_URL, DALLEEncoder, convert_openai_dalle_encoder)
 from mmcae.registry import MODELS
-from mmcae.utils.restricted_pickle import (ForbiddenGlobalError,
+from mmcae.convert.restricted_pickle import (ForbiddenGlobalError,
                                            load_tensors_restricted)
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
@@ -282,7 +282,7 @@ def test_handmade_pickle_in_torch_zip_refused(tmp_path):
 
 def test_restricted_loader_does_not_import_dall_e(openai_pkl):
     code = ('import sys\n'
-            'from mmcae.utils.restricted_pickle import '
+            'from mmcae.convert.restricted_pickle import '
             'load_tensors_restricted\n'
             f'sd = load_tensors_restricted({openai_pkl!r})\n'
             'assert len(sd) == 74, len(sd)\n'

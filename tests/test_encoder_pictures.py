@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mmcae.models import CAEViT
-from mmcae.models.layers import _qv_bias
+from mmcae.models.layers import full_qkv_bias
 from mmcae.visualization import (build_encoder, last_block_attention,
                                  last_block_cls_attention, mass_mask)
 from mmcae.visualization.encoder_maps import _tokens_before_last_block
@@ -39,7 +39,7 @@ def test_recomputed_attention_reproduces_the_block(rel):
     attn = blk.attn
     y = blk.norm1(h)
     v = torch.nn.functional.linear(
-        y, attn.qkv.weight, _qv_bias(attn.q_bias, attn.v_bias))
+        y, attn.qkv.weight, full_qkv_bias(attn.q_bias, attn.v_bias))
     v = v.reshape(2, 17, 3, 2, 16)[:, :, 2].transpose(1, 2)
     mine = attn.proj((probs @ v).transpose(1, 2).reshape(2, 17, 32))
     with torch.no_grad():

@@ -15,7 +15,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from mmcae.models import CAE_ARCHS, CAEViT
-from mmcae.models.converters import convert_cae_encoder
+from mmcae.convert.cae import convert_cae_encoder
 from mmcae.registry import MODELS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import torch
 from mmpretrain.structures import DataSample
 
 from mmcae.datasets import BlockwiseMaskGenerator, GridBlockMaskGenerator
-from mmcae.models.algorithms.utils import stack_masks
+from mmcae.models.layers import stack_masks
 from mmcae.models.layers import gather_tokens, mask_ids
 from mmcae.registry import MODELS
 from mmcae.utils.op_count import OpCounter

@@ -221,7 +221,7 @@ def pretrained_files(tmp_path_factory):
     the official release (``model``, ``encoder.``, argparse args)."""
     from mmpretrain.models.selfsup.cae import CAEPretrainViT
 
-    from mmcae.models.converters import convert_cae_encoder
+    from mmcae.convert.cae import convert_cae_encoder
     from mmcae.registry import MODELS
     from mmengine.registry import DefaultScope
     d = tmp_path_factory.mktemp('ckpts')
@@ -280,7 +280,7 @@ def test_pretrained_checkpoint_loads(config, fmt, pretrained_files):
                                            tuple(bb.grid)))
     # every other backbone key came from the file except the zero-init
     # relative-position tables (pretraining has none)
-    from mmcae.models.converters import load_cae_encoder
+    from mmcae.convert.cae import load_cae_encoder
     from mmcae.utils import safe_load
     fresh = build_model(cfg).backbone
     zero = load_cae_encoder(fresh, safe_load(str(path)), str(path))

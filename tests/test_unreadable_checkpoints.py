@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmcae.utils import CheckpointReadError, safe_load
-from mmcae.utils.restricted_pickle import load_tensors_restricted
+from mmcae.convert.restricted_pickle import load_tensors_restricted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

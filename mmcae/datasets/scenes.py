@@ -45,6 +45,7 @@ from mmpretrain.datasets import CustomDataset
 
 from ..registry import DATASETS
 from ..utils.atomic_io import umask_mode
+from ..utils.sizes import to_2tuple
 from .sample_seed import PerSampleSeedMixin
 
 __all__ = [
@@ -62,13 +63,6 @@ SCENE_TEXTURES = ('solid', 'stripes', 'checker', 'dots', 'grid', 'solid',
 SPLITS = {'train': 0, 'val': 1}
 _VERSION = 1  # bump when the renderer changes, so stale caches are detected
 _EXTRA_SAME_CLASS_P = 0.7
-
-
-def _hw(img_size):
-    if isinstance(img_size, int):
-        return img_size, img_size
-    h, w = img_size
-    return int(h), int(w)
 
 
 def _shape_mask(name, u, v):
@@ -150,7 +144,7 @@ def render_scene(index, split='train', img_size=64, num_classes=6, seed=0):
     if split not in SPLITS:
         raise ValueError(f'Unknown split {split!r}; expected one of '
                          f'{sorted(SPLITS)}')
-    h, w = _hw(img_size)
+    h, w = to_2tuple(img_size, 'img_size')
     s = min(h, w)
     if s < 16 or not 2 <= num_classes <= len(SCENE_CLASSES):
         raise ValueError(f'Need img_size >= 16 and 2 <= num_classes <= '
@@ -330,7 +324,7 @@ def generate_scenes(root, num_train=2000, num_val=500, img_size=64,
     Returns:
         str: ``root``.
     """
-    h, w = _hw(img_size)
+    h, w = to_2tuple(img_size, 'img_size')
     meta = dict(generator='mmcae.EmbeddedScenes', version=_VERSION,
                 num_train=int(num_train), num_val=int(num_val),
                 img_size=[h, w], num_classes=int(num_classes), seed=int(seed),

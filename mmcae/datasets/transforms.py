@@ -30,6 +30,7 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms import LoadImageFromFile as _MMCVLoadImageFromFile
 
 from mmcae.registry import TRANSFORMS
+from mmcae.utils.sizes import to_2tuple
 
 __all__ = ['BlockwiseMaskGenerator', 'LoadImageFromFile']
 
@@ -92,19 +93,8 @@ class BlockwiseMaskGenerator(BaseTransform):
                  max_aspect: Optional[float] = None,
                  max_failed_rounds: int = 10000) -> None:
         super().__init__()
-        if isinstance(input_size, Integral) and not isinstance(
-                input_size, bool):
-            height = width = input_size
-        elif (isinstance(input_size, Sequence)
-              and not isinstance(input_size, str) and len(input_size) == 2):
-            height, width = input_size
-        else:
-            raise TypeError('input_size must be an int or a (h, w) pair of '
-                            f'ints, got {input_size!r}')
+        height, width = to_2tuple(input_size, 'input_size')
         for name, side in (('height', height), ('width', width)):
-            if isinstance(side, bool) or not isinstance(side, Integral):
-                raise TypeError(f'input_size {name} must be an int, got '
-                                f'{side!r} (input_size={input_size!r})')
             if side < 2:
                 raise ValueError(
                     f'input_size={input_size!r}: the grid {name} must be at '
@@ -208,17 +198,6 @@ class BlockwiseMaskGenerator(BaseTransform):
                 f'max_failed_rounds={self.max_failed_rounds})')
 
 
-def _grid_hw(input_size) -> Tuple[int, int]:
-    if isinstance(input_size, Integral) and not isinstance(input_size, bool):
-        return int(input_size), int(input_size)
-    if (isinstance(input_size, Sequence) and not isinstance(input_size, str)
-            and len(input_size) == 2):
-        return (_check_int('input_size height', input_size[0]),
-                _check_int('input_size width', input_size[1]))
-    raise TypeError('input_size must be an int or a (h, w) pair of ints, '
-                    f'got {input_size!r}')
-
-
 @TRANSFORMS.register_module()
 class GridBlockMaskGenerator(BaseTransform):
     """MAE-style random masking over cells of ``block x block`` patches.
@@ -251,7 +230,7 @@ class GridBlockMaskGenerator(BaseTransform):
                  mask_ratio: float = 0.65,
                  block_size: int = 2) -> None:
         super().__init__()
-        self.height, self.width = _grid_hw(input_size)
+        self.height, self.width = to_2tuple(input_size, 'input_size')
         self.block_size = _check_int('block_size', block_size)
         if self.height % self.block_size or self.width % self.block_size:
             raise ValueError(
@@ -315,7 +294,7 @@ class PixelShiftCrop(BaseTransform):
     def __init__(self, size: Union[int, Sequence[int]] = 224,
                  max_shift: int = 31) -> None:
         super().__init__()
-        self.size = _grid_hw(size)
+        self.size = to_2tuple(size)
         self.max_shift = _check_int('max_shift', max_shift, minimum=0)
 
     def transform(self, results: dict) -> dict:

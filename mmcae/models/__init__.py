@@ -1,7 +1,7 @@
-from .algorithms import *  # noqa: F401,F403
-from .backbones import *  # noqa: F401,F403
+from .teachers import *  # noqa: F401,F403
+from .cae import *  # noqa: F401,F403
+from .caev2 import *  # noqa: F401,F403
+from .cmae import *  # noqa: F401,F403
+from .downstream import *  # noqa: F401,F403
 from .data_preprocessors import *  # noqa: F401,F403
-from .heads import *  # noqa: F401,F403
-from .necks import *  # noqa: F401,F403
-from .target_generators import *  # noqa: F401,F403
 from .pretrained_init import *  # noqa: F401,F403

@@ -15,13 +15,12 @@ fits, is an error naming the file.
 """
 import re
 
-import torch
 from mmengine.logging import print_log
 from mmengine.model.weight_init import PretrainedInit, update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 
 from ..utils import safe_load
-from .converters import load_cae_encoder
+from ..convert.cae import load_cae_encoder
 
 __all__ = ['CAEPretrainedInit', 'StrictPretrainedInit']
 

@@ -26,7 +26,7 @@ def build_encoder(backbone_cfg: dict, checkpoint: Optional[str] = None):
     """A ``CAEViT`` from a config's ``model.backbone``, loaded from any
     checkpoint layout (``None``: the random init of that config)."""
     from mmcae.models import CAEViT
-    from mmcae.models.converters import load_cae_encoder
+    from mmcae.convert.cae import load_cae_encoder
     from mmcae.utils import safe_load
     cfg = dict(backbone_cfg)
     cfg.pop('type', None)
@@ -74,13 +74,13 @@ def last_block_attention(encoder, x: torch.Tensor) -> torch.Tensor:
     relative-position bias included when the encoder has one.  The encoder
     runs attention through SDPA, which returns no weights, so they are
     recomputed from the block's own projections."""
-    from mmcae.models.layers import _qv_bias
+    from mmcae.models.layers import full_qkv_bias
     h, grid = _tokens_before_last_block(encoder, x)
     blk = encoder.blocks[-1]
     attn = blk.attn
     B, N, _ = h.shape
     qkv = F.linear(blk.norm1(h), attn.qkv.weight,
-                   _qv_bias(attn.q_bias, attn.v_bias))
+                   full_qkv_bias(attn.q_bias, attn.v_bias))
     q, k, _ = qkv.reshape(B, N, 3, attn.num_heads,
                           attn.head_dim).permute(2, 0, 3, 1, 4)
     logits = (q @ k.transpose(-2, -1)) * attn.head_dim**-0.5

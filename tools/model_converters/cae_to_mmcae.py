@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmcae.models import CAEViT  # noqa: E402
-from mmcae.models.converters import convert_cae_encoder  # noqa: E402
+from mmcae.convert.cae import convert_cae_encoder  # noqa: E402
 from mmcae.utils import (check_state_dict, safe_load,  # noqa: E402
                          save_checkpoint_atomic)
 

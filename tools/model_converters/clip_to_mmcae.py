@@ -28,7 +28,7 @@ except ImportError:  # running from a checkout that is not installed
 
 import torch  # noqa: E402
 
-from mmcae.models.target_generators.clip import (  # noqa: E402
+from mmcae.models.teachers.clip import (  # noqa: E402
     CLIPTeacher, arch_of_converted, convert_clip_visual)
 from mmcae.utils import file_sha256, save_checkpoint_atomic  # noqa: E402
 

@@ -8,7 +8,7 @@ pretraining with ``load_from``), or with ``--backbone-only`` the online
 encoder as ``backbone.*`` (``init_cfg=dict(type='Pretrained',
 checkpoint=DST, prefix='backbone.')`` downstream). By default the patch
 embedding is rewritten for mmcae's RGB input (the official pipeline feeds
-BGR, see mmcae/models/cmae_converter.py). ``--config`` checks the keys
+BGR, see mmcae/convert/cmae.py). ``--config`` checks the keys
 and shapes against the model the config builds before writing.
 """
 import argparse
@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmcae.models.cmae_converter import cmae_backbone, convert_cmae  # noqa
+from mmcae.convert.cmae import cmae_backbone, convert_cmae  # noqa
 from mmcae.utils import (check_state_dict, safe_load,  # noqa: E402
                          save_checkpoint_atomic)
 

@@ -25,7 +25,7 @@ except ImportError:  # running from a checkout that is not installed
 
 import torch  # noqa: E402
 
-from mmcae.models.target_generators.dalle import (  # noqa: E402
+from mmcae.models.teachers.dalle import (  # noqa: E402
     DALLEEncoder, convert_openai_dalle_encoder)
 from mmcae.utils import file_sha256, save_checkpoint_atomic  # noqa: E402
 

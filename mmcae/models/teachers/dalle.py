@@ -16,12 +16,11 @@ become ``foo.weight`` / ``foo.bias``::
 Weights come from a *local* file in mmcae's converted format (see
 ``tools/model_converters/dalle_to_mmcae.py``); nothing is downloaded and
 OpenAI's pickle is never unpickled with code execution (see
-:mod:`mmcae.utils.restricted_pickle`).
+:mod:`mmcae.convert.restricted_pickle`).
 """
 import collections
 import math
 import os
-import pickle
 from typing import Dict, Optional, Union
 
 import torch
@@ -375,12 +374,12 @@ def convert_openai_dalle_encoder(
         **encoder_kwargs) -> 'collections.OrderedDict[str, torch.Tensor]':
     """OpenAI's ``encoder.pkl`` -> DALLEEncoder state dict (fp32, CPU).
 
-    Reads ``src`` with :func:`mmcae.utils.restricted_pickle.
+    Reads ``src`` with :func:`mmcae.convert.restricted_pickle.
     load_tensors_restricted` (no code from the pickle runs, ``dall_e`` is not
     imported), renames ``.w``/``.b`` to ``.weight``/``.bias`` and checks the
     result against DALLEEncoder's keys and shapes.
     """
-    from mmcae.utils.restricted_pickle import load_tensors_restricted
+    from mmcae.convert.restricted_pickle import load_tensors_restricted
     src = os.fspath(src)
     if not os.path.isfile(src):
         raise FileNotFoundError(

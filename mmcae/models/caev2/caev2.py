@@ -13,9 +13,9 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import MaskIds, gather_tokens, mask_ids
-from .utils import (keep_target_generator_out_of_checkpoints, split_views,
-                    stack_masks)
+from ..layers import (MaskIds, gather_tokens, mask_ids, split_views,
+                      step_inputs)
+from ..teachers.base import keep_target_generator_out_of_checkpoints
 
 __all__ = ['CAEv2']
 
@@ -61,7 +61,7 @@ class CAEv2(BaseSelfSupervisor):
                                                mask.visible)
         # project once: the regressor reads the projected visible tokens
         visible = self.regressor.project(visible)
-        masked, _ = self.regressor(visible[:, 1:], mask, grid, project=False)
+        masked, _ = self.regressor(visible[:, 1:], mask, grid)
         return self.head(torch.cat([visible, masked], dim=1)), visible.shape[1]
 
     @staticmethod
@@ -74,13 +74,10 @@ class CAEv2(BaseSelfSupervisor):
 
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
-        img, clip_img = split_views(inputs)
-        if clip_img is None:
-            raise ValueError('CAE v2 needs the CLIP-normalised view as a '
-                             'second input: use DualNormDataPreprocessor')
-        h, w = self.backbone.patch_embed.grid_size(img.shape)
-        mask = stack_masks(data_samples, h * w, img.device)
-        return self.forward_loss(img, clip_img, mask)
+        return self.forward_loss(*step_inputs(
+            self.backbone.patch_embed, inputs, data_samples,
+            second_view='CAE v2 needs the CLIP-normalised view as a second '
+            'input: use DualNormDataPreprocessor'))
 
     def forward_loss(self, img: torch.Tensor, clip_img: torch.Tensor,
                      mask: MaskIds) -> Dict[str, torch.Tensor]:

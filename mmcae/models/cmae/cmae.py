@@ -14,23 +14,20 @@ Reused from MMPretrain: ``MAEPretrainDecoder`` (both decoders),
 predictor) and ``MoCoV3Head`` (InfoNCE with the global batch's negatives,
 ``loss_weight = 2 tau``). The encoders are mmcae's :class:`CMAEViT`.
 """
-import math
 import warnings
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.structures import DataSample
 
-from ...registry import HOOKS, MODELS
-from ..layers import MaskIds, init_linear_xavier, mask_ids
-from .utils import split_views, stack_masks
+from ...registry import MODELS
+from ..layers import (MaskIds, init_linear_xavier, mask_ids, split_views,
+                      step_inputs)
 
-__all__ = ['CMAE', 'CMAEMomentumHook', 'restore_ids', 'cosine_momentum']
+__all__ = ['CMAE', 'restore_ids']
 
 
 def restore_ids(mask: torch.Tensor) -> torch.Tensor:
@@ -43,12 +40,6 @@ def restore_ids(mask: torch.Tensor) -> torch.Tensor:
     """
     ids_shuffle = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
     return torch.argsort(ids_shuffle, dim=1)
-
-
-def cosine_momentum(base: float, end: float, it: int, max_iters: int):
-    """Official ``MomentumUpdateHook``: ``end - (end - base) *
-    (cos(pi k / K) + 1) / 2``, constant when ``base == end`` (0.996)."""
-    return end - (end - base) * (math.cos(math.pi * it / max_iters) + 1) / 2
 
 
 @MODELS.register_module()
@@ -197,14 +188,10 @@ class CMAE(BaseSelfSupervisor):
                     'CMAE: the momentum encoder has not been updated for 3 '
                     "training steps: add custom_hooks=[dict(type="
                     "'CMAEMomentumHook')] to the config")
-        img, img_t = split_views(inputs)
-        if img_t is None:
-            raise ValueError(
-                'CMAE needs two views (online, shifted target): use '
-                'MultiView with two PixelShiftCrop pipelines')
-        h, w = self.backbone.patch_embed.grid_size(img.shape)
-        mask = stack_masks(data_samples, h * w, img.device)
-        return self.forward_loss(img, img_t, mask)
+        return self.forward_loss(*step_inputs(
+            self.backbone.patch_embed, inputs, data_samples,
+            second_view='CMAE needs two views (online, shifted target): use '
+            'MultiView with two PixelShiftCrop pipelines'))
 
     def forward_loss(self, img: torch.Tensor, img_t: torch.Tensor,
                      mask: MaskIds) -> Dict[str, torch.Tensor]:
@@ -225,26 +212,3 @@ class CMAE(BaseSelfSupervisor):
     def extract_feat(self, inputs):
         img, _ = split_views(inputs)
         return self.backbone(img)
-
-
-@HOOKS.register_module()
-class CMAEMomentumHook(Hook):
-    """The official ``MomentumUpdateHook``: momentum from the cosine
-    schedule before each iteration, EMA after the optimizer step.
-
-    A hook rather than code in ``train_step`` because DDP's ``train_step``
-    never calls the module's.
-    """
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        model.momentum = cosine_momentum(model.base_momentum,
-                                         model.end_momentum, runner.iter,
-                                         runner.max_iters)
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        model.momentum_update()

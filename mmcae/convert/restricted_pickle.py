@@ -42,8 +42,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .checkpoint import (CheckpointReadError, _first_line,
-                         describe_unreadable)
+from ..utils.checkpoint import (CheckpointReadError, _first_line,
+                                describe_unreadable)
 
 __all__ = [
     'Unpickler', 'load', 'loads', 'UnpicklingError', 'ForbiddenGlobalError',

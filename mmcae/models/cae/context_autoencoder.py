@@ -14,10 +14,10 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import (MaskIds, gather_tokens, mask_ids, patchify,
-                      unpatchify)
-from .utils import (keep_target_generator_out_of_checkpoints, split_views,
-                    stack_masks)
+from ..layers import (MaskIds, gather_tokens, mask_ids, normalize_patches,
+                      patchify, split_views, step_inputs, unpatchify)
+from ..teachers.base import keep_target_generator_out_of_checkpoints
+from .heads import CAEPixelPredictionHead
 
 __all__ = ['ContextAutoencoder']
 
@@ -81,14 +81,30 @@ class ContextAutoencoder(BaseSelfSupervisor):
         ids = mask_ids(mask)
         tokens = self.backbone.embed(img)
         visible = self.backbone.forward_tokens(tokens, ids.visible)
-        latent_pred, pos_masked = self.regressor(visible[:, 1:], ids, grid)
-        latent_target = self.alignment.target(self.backbone, tokens, ids,
-                                              self.regressor.project)
+        latent_pred, pos_masked = self.regressor(
+            self.regressor.project(visible[:, 1:]), ids, grid)
+        latent_target = self.alignment_target(tokens, ids)
         return dict(
             visible=visible,
             latent_pred=latent_pred,
             latent_target=latent_target,
             pos_masked=pos_masked)
+
+    @torch.no_grad()
+    def alignment_target(self, tokens: torch.Tensor,
+                         ids: MaskIds) -> torch.Tensor:
+        """The current encoder on the masked patches (cls dropped),
+        projected to the regressor width, without gradient.
+
+        The official ``alignment_encoder`` shares the encoder's tensors, so
+        the target always uses the current weights; reusing the encoder
+        module gives exactly that without a copy (MMPretrain's momentum
+        copy with m=0 lags one step behind instead). The encoder stays in
+        train mode, as the official teacher, so drop path is active here
+        too.
+        """
+        out = self.backbone.forward_tokens(tokens.detach(), ids.masked)
+        return self.regressor.project(out[:, 1:]).detach()
 
     def predict_targets(self, latent_pred, pos_masked):
         x = latent_pred
@@ -99,10 +115,8 @@ class ContextAutoencoder(BaseSelfSupervisor):
     # ----------------------------------------------------------------- loss
     def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
              data_samples: List[DataSample], **kwargs) -> Dict[str, torch.Tensor]:
-        img, target_img = split_views(inputs)
-        h, w = self.backbone.patch_embed.grid_size(img.shape)
-        mask = stack_masks(data_samples, h * w, img.device)
-        return self.forward_loss(img, target_img, mask)
+        return self.forward_loss(
+            *step_inputs(self.backbone.patch_embed, inputs, data_samples))
 
     def forward_loss(self, img: torch.Tensor,
                      target_img: Optional[torch.Tensor],
@@ -148,7 +162,7 @@ class ContextAutoencoder(BaseSelfSupervisor):
         Returns:
             (B, C, H, W) image in the input's normalisation.
         """
-        if not hasattr(self.head, 'targets'):
+        if not isinstance(self.head, CAEPixelPredictionHead):
             raise TypeError('reconstruct() needs a pixel prediction head, '
                             f'got {type(self.head).__name__}')
         mask = mask_ids(mask)
@@ -158,8 +172,7 @@ class ContextAutoencoder(BaseSelfSupervisor):
         patches = patchify(img, self.head.patch_size)
         masked = gather_tokens(patches, mask.masked)
         if self.head.norm_pix:
-            mean = masked.mean(-1, keepdim=True)
-            var = masked.var(-1, keepdim=True)
+            _, mean, var = normalize_patches(masked)
             pred = pred * (var + 1e-6).sqrt() + mean
         patches = patches.clone()
         idx = mask.masked.unsqueeze(-1).expand(-1, -1, patches.shape[-1])

@@ -2,7 +2,7 @@
 import torch.nn as nn
 
 from ...registry import ROOT_MODELS
-from .cae_vit import CAEViT
+from ..cae.encoder import CAEViT
 
 __all__ = ['CMAEViT']
 

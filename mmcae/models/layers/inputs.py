@@ -1,15 +1,13 @@
-"""Input plumbing shared by the mmcae algorithms."""
+"""A step's inputs: the views and the batch's masks (shared by the algorithms)."""
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from mmpretrain.structures import DataSample
 
-from ..layers import MaskIds, mask_ids
+from .masking import MaskIds, mask_ids
 
-__all__ = [
-    'split_views', 'stack_masks', 'keep_target_generator_out_of_checkpoints'
-]
+__all__ = ['split_views', 'stack_masks', 'step_inputs']
 
 
 def split_views(inputs) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -47,24 +45,17 @@ def stack_masks(data_samples: List[DataSample], num_patches: int,
     return mask_ids(mask.bool(), int(counts[0]))
 
 
-def _drop_target_generator(module, state_dict, prefix, local_metadata):
-    for k in [k for k in state_dict
-              if k.startswith(prefix + 'target_generator.')]:
-        del state_dict[k]
+def step_inputs(patch_embed, inputs, data_samples: List[DataSample],
+                second_view: Optional[str] = None):
+    """``(view, second view or None, MaskIds)`` of a training step.
 
-
-def _keep_target_generator(module, state_dict, prefix, *args):
-    # Checkpoints without the frozen tokenizer load strictly: its weights
-    # stay those loaded from its own file.
-    for k, v in module.target_generator.state_dict(
-            prefix=prefix + 'target_generator.',
-            keep_vars=True).items():
-        state_dict.setdefault(k, v)
-
-
-def keep_target_generator_out_of_checkpoints(model):
-    """A frozen target generator (DALL-E 205 MiB, CLIP ViT-B/16 330 MiB) is
-    loaded from its own file: leave it out of every training checkpoint,
-    and let checkpoints without it load strictly."""
-    model.register_state_dict_post_hook(_drop_target_generator)
-    model.register_load_state_dict_pre_hook(_keep_target_generator)
+    Args:
+        patch_embed: the encoder's patch embedding (gives the patch grid).
+        second_view: when the algorithm needs a second view, the error to
+            raise without one (say what makes it).
+    """
+    img, other = split_views(inputs)
+    if other is None and second_view is not None:
+        raise ValueError(second_view)
+    h, w = patch_embed.grid_size(img.shape)
+    return img, other, stack_masks(data_samples, h * w, img.device)

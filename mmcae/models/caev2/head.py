@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ...registry import MODELS
+from ..layers import init_linear_xavier
 
 __all__ = ['CAEv2Head']
 
@@ -43,8 +44,7 @@ class CAEv2Head(BaseModule):
         self.loss_weight = loss_weight
         self.norm = nn.LayerNorm(in_dims, eps=norm_eps)
         self.fc = nn.Linear(in_dims, out_dims)
-        nn.init.xavier_uniform_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
+        init_linear_xavier(self.fc)  # official init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.fc(self.norm(x)), dim=-1)

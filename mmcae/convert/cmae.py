@@ -23,7 +23,7 @@ from typing import Dict, Sequence
 
 import torch
 
-from .converters import _MMPRETRAIN_RENAMES, _unwrap
+from .cae import _MMPRETRAIN_RENAMES, _unwrap
 
 __all__ = ['convert_cmae', 'cmae_backbone', 'fold_bgr_patch_embed']
 

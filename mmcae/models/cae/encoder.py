@@ -8,9 +8,9 @@ from mmengine.model import BaseModule
 
 from ...registry import ROOT_MODELS
 from ..layers import (Block, PatchEmbed, build_2d_sincos_pos_embed,
-                      drop_path_rates, gather_tokens, mask_ids,
-                      init_linear_xavier, resize_pos_embed,
-                      resize_rel_pos_table, to_2tuple)
+                      gather_tokens, init_linear_xavier, mask_ids,
+                      resize_pos_embed, resize_rel_pos_table, stack_blocks,
+                      to_2tuple)
 
 __all__ = ['CAEViT', 'CAE_ARCHS']
 
@@ -126,21 +126,19 @@ class CAEViT(BaseModule):
             build_2d_sincos_pos_embed(grid, self.embed_dims, cls_token=True),
             requires_grad=False)
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = drop_path_rates(drop_path_rate, self.depth)
-        self.blocks = nn.ModuleList([
-            Block(
-                self.embed_dims,
-                self.num_heads,
-                mlp_ratio,
-                qv_bias,
-                drop=drop_rate,
-                attn_drop=attn_drop_rate,
-                drop_path=dpr[i],
-                init_values=layer_scale_init_value,
-                norm_eps=norm_eps,
-                rel_pos_grid=grid if use_rel_pos_bias else None)
-            for i in range(self.depth)
-        ])
+        self.blocks = stack_blocks(
+            Block,
+            self.depth,
+            drop_path_rate,
+            dim=self.embed_dims,
+            num_heads=self.num_heads,
+            mlp_ratio=mlp_ratio,
+            qv_bias=qv_bias,
+            drop=drop_rate,
+            attn_drop=attn_drop_rate,
+            init_values=layer_scale_init_value,
+            norm_eps=norm_eps,
+            rel_pos_grid=grid if use_rel_pos_bias else None)
         self.out_indices = tuple(
             i % self.depth if i < 0 else i for i in out_indices)
         for i in self.out_indices:

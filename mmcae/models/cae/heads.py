@@ -1,16 +1,14 @@
-"""CAE's prediction heads and its alignment loss."""
+"""CAE's prediction heads: DALL-E tokens (CE) or normalised pixels (MSE)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ...registry import MODELS
-from ..layers import gather_tokens, mask_ids, patchify, to_2tuple
+from ..layers import (gather_tokens, init_linear_xavier, mask_ids,
+                      normalize_patches, patchify, to_2tuple)
 
-__all__ = [
-    'CAETokenPredictionHead', 'CAEPixelPredictionHead', 'CAEAlignment',
-    'normalize_patches'
-]
+__all__ = ['CAETokenPredictionHead', 'CAEPixelPredictionHead']
 
 
 @MODELS.register_module()
@@ -24,8 +22,7 @@ class CAETokenPredictionHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.num_classes = num_classes
         self.fc = nn.Linear(embed_dims, num_classes)
-        nn.init.xavier_uniform_(self.fc.weight)  # official init
-        nn.init.zeros_(self.fc.bias)
+        init_linear_xavier(self.fc)  # official init
 
     def forward(self, x):
         return self.fc(x)
@@ -38,13 +35,6 @@ class CAETokenPredictionHead(BaseModule):
         # float32 softmax even under AMP, as the official loss.
         return F.cross_entropy(
             pred.float().flatten(0, 1), target.flatten().long())
-
-
-def normalize_patches(patches: torch.Tensor, eps: float = 1e-6):
-    """Per-patch zero mean / unit variance (MAE's ``norm_pix_loss``)."""
-    mean = patches.mean(dim=-1, keepdim=True)
-    var = patches.var(dim=-1, keepdim=True)
-    return (patches - mean) / (var + eps).sqrt(), mean, var
 
 
 @MODELS.register_module()
@@ -67,8 +57,7 @@ class CAEPixelPredictionHead(BaseModule):
         self.norm_pix = norm_pix
         out = self.patch_size[0] * self.patch_size[1] * in_channels
         self.fc = nn.Linear(embed_dims, out)
-        nn.init.xavier_uniform_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
+        init_linear_xavier(self.fc)
 
     def forward(self, x):
         return self.fc(x)
@@ -87,35 +76,3 @@ class CAEPixelPredictionHead(BaseModule):
             raise ValueError(f'pixel targets {tuple(target.shape)} do not '
                              f'match predictions {tuple(pred.shape)}')
         return F.mse_loss(pred.float(), target.float())
-
-
-@MODELS.register_module()
-class CAEAlignment(nn.Module):
-    """Aligns the regressor's predictions with the encoder's own latents.
-
-    The target is the *current* encoder applied to the masked patches, with
-    no gradient.  The official code keeps an ``alignment_encoder`` whose
-    tensors are the encoder's, so the target always uses the current
-    weights; sharing the encoder module gives exactly that without a copy
-    (MMPretrain's momentum copy with m=0 lags one step behind instead).
-    Like the official teacher, the encoder stays in train mode here, so
-    drop path is active in the target pass too.
-    """
-
-    def __init__(self, loss_weight: float = 2.0):
-        super().__init__()
-        self.loss_weight = loss_weight
-
-    @torch.no_grad()
-    def target(self, encoder, tokens: torch.Tensor, mask,
-               project) -> torch.Tensor:
-        """Encoder output of the masked patches (cls dropped), projected."""
-        out = encoder.forward_tokens(tokens.detach(),
-                                     mask_ids(mask).masked)[:, 1:]
-        return project(out).detach()
-
-    def loss(self, pred: torch.Tensor, target: torch.Tensor):
-        return self.loss_weight * F.mse_loss(pred.float(), target.float())
-
-    def extra_repr(self) -> str:
-        return f'loss_weight={self.loss_weight}'

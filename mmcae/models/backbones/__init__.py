@@ -1,2 +1,0 @@
-from .cae_vit import *  # noqa: F401,F403
-from .cmae_vit import *  # noqa: F401,F403

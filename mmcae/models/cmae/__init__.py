@@ -1,0 +1,4 @@
+"""CMAE (Huang et al., 2022): one file per box of the paper's figure."""
+from .cmae import *  # noqa: F401,F403
+from .encoder import *  # noqa: F401,F403
+from .momentum_hook import *  # noqa: F401,F403

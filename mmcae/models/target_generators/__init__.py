@@ -1,2 +1,0 @@
-from .dalle import *  # noqa: F401,F403
-from .clip import *  # noqa: F401,F403
