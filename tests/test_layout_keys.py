@@ -1,6 +1,6 @@
 """Checkpoints written before the package layout changed load unchanged.
 
-``tests/data/layout_keys_8e37c24.json`` is the key -> shape map of the
+``tests/fixtures/layout_keys_8e37c24.json`` is the key -> shape map of the
 shipped demo models built by the code of commit 8e37c24 (the last commit
 before the layout of issue 18), written by building each config's model
 there (teachers random: they are left out of checkpoints). Registry names,
@@ -19,7 +19,7 @@ from mmengine.registry import init_default_scope
 from mmcae.utils import safe_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-with open(os.path.join(ROOT, 'tests', 'data',
+with open(os.path.join(ROOT, 'tests', 'fixtures',
                        'layout_keys_8e37c24.json')) as f:
     OLD = json.load(f)
 
