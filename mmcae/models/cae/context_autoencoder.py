@@ -183,4 +183,3 @@ class ContextAutoencoder(BaseSelfSupervisor):
         """All tokens of the whole image, (B, 1 + N, C)."""
         img, _ = split_views(inputs)
         return self.backbone(img)
-

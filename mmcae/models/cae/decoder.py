@@ -35,17 +35,9 @@ class CAEDecoder(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.embed_dims = embed_dims
         self.blocks = stack_blocks(
-            Block,
-            depth,
-            drop_path_rate,
-            dim=embed_dims,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            qv_bias=qv_bias,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            init_values=layer_scale_init_value,
-            norm_eps=norm_eps)
+            Block, depth, embed_dims, num_heads, mlp_ratio, qv_bias,
+            drop_rate, attn_drop_rate, drop_path_rate,
+            layer_scale_init_value, norm_eps)
         self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
         init_linear_xavier(self)
 

@@ -127,17 +127,9 @@ class CAEViT(BaseModule):
             requires_grad=False)
         self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = stack_blocks(
-            Block,
-            self.depth,
-            drop_path_rate,
-            dim=self.embed_dims,
-            num_heads=self.num_heads,
-            mlp_ratio=mlp_ratio,
-            qv_bias=qv_bias,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            init_values=layer_scale_init_value,
-            norm_eps=norm_eps,
+            Block, self.depth, self.embed_dims, self.num_heads, mlp_ratio,
+            qv_bias, drop_rate, attn_drop_rate, drop_path_rate,
+            layer_scale_init_value, norm_eps,
             rel_pos_grid=grid if use_rel_pos_bias else None)
         self.out_indices = tuple(
             i % self.depth if i < 0 else i for i in out_indices)

@@ -103,17 +103,9 @@ class LatentContextualRegressor(BaseModule):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.pos_embed = GridPosEmbed(embed_dims)
         self.blocks = stack_blocks(
-            RegressorBlock,
-            depth,
-            drop_path_rate,
-            dim=embed_dims,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            qv_bias=qv_bias,
-            drop=drop_rate,
-            attn_drop=attn_drop_rate,
-            init_values=layer_scale_init_value,
-            norm_eps=norm_eps)
+            RegressorBlock, depth, embed_dims, num_heads, mlp_ratio, qv_bias,
+            drop_rate, attn_drop_rate, drop_path_rate,
+            layer_scale_init_value, norm_eps)
         self.norm = nn.LayerNorm(
             embed_dims, eps=norm_eps) if final_norm else nn.Identity()
         init_linear_xavier(self)

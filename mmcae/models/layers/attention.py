@@ -9,7 +9,14 @@ from .helpers import to_2tuple
 from .pos_embed import (num_relative_positions, relative_position_index,
                         resize_rel_pos_table)
 
-__all__ = ['full_qkv_bias', 'Attention', 'CrossAttention']
+__all__ = ['qv_bias_params', 'full_qkv_bias', 'Attention', 'CrossAttention']
+
+
+def qv_bias_params(dim: int, enabled: bool):
+    """BEiT's learnable q and v biases (zeros), or ``(None, None)``."""
+    if not enabled:
+        return None, None
+    return nn.Parameter(torch.zeros(dim)), nn.Parameter(torch.zeros(dim))
 
 
 def full_qkv_bias(q_bias: Optional[torch.Tensor],
@@ -40,11 +47,7 @@ class Attention(nn.Module):
         self.head_dim = head_dim or dim // num_heads
         all_head_dim = self.head_dim * num_heads
         self.qkv = nn.Linear(dim, all_head_dim * 3, bias=False)
-        if qv_bias:
-            self.q_bias = nn.Parameter(torch.zeros(all_head_dim))
-            self.v_bias = nn.Parameter(torch.zeros(all_head_dim))
-        else:
-            self.q_bias = self.v_bias = None
+        self.q_bias, self.v_bias = qv_bias_params(all_head_dim, qv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(all_head_dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -124,11 +127,7 @@ class CrossAttention(nn.Module):
         self.q = nn.Linear(dim, all_head_dim, bias=False)
         self.k = nn.Linear(dim, all_head_dim, bias=False)
         self.v = nn.Linear(dim, all_head_dim, bias=False)
-        if qv_bias:
-            self.q_bias = nn.Parameter(torch.zeros(all_head_dim))
-            self.v_bias = nn.Parameter(torch.zeros(all_head_dim))
-        else:
-            self.q_bias = self.v_bias = None
+        self.q_bias, self.v_bias = qv_bias_params(all_head_dim, qv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(all_head_dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)

@@ -79,10 +79,17 @@ class Block(nn.Module):
                                   y)
 
 
-def stack_blocks(block: type, depth: int, drop_path_rate: float,
+def stack_blocks(block: type, depth: int, dim: int, num_heads: int,
+                 mlp_ratio: float, qv_bias: bool, drop_rate: float,
+                 attn_drop_rate: float, drop_path_rate: float,
+                 layer_scale_init_value, norm_eps: float,
                  **kwargs) -> nn.ModuleList:
-    """``depth`` blocks whose drop-path rates rise linearly from 0 to
-    ``drop_path_rate`` (stochastic depth, as every official model)."""
+    """``depth`` blocks from the arguments every mmcae stack takes (the
+    encoder's, the regressor's, the decoder's), with drop-path rates rising
+    linearly from 0 to ``drop_path_rate`` (stochastic depth, as every
+    official model)."""
     return nn.ModuleList(
-        block(drop_path=rate, **kwargs)
-        for rate in drop_path_rates(drop_path_rate, depth))
+        block(dim, num_heads, mlp_ratio, qv_bias, drop=drop_rate,
+              attn_drop=attn_drop_rate, drop_path=rate,
+              init_values=layer_scale_init_value, norm_eps=norm_eps,
+              **kwargs) for rate in drop_path_rates(drop_path_rate, depth))
