@@ -10,9 +10,10 @@ from collections import Counter
 from typing import Dict
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ['OpCounter', 'SYNC_OPS']
+__all__ = ['OpCounter', 'SYNC_OPS', 'count_loop_syncs']
 
 # Ops whose result the host must read back before it can go on.
 SYNC_OPS = frozenset({
@@ -37,18 +38,62 @@ def _is_bool_index(args) -> bool:
         for i in (args[1] or ()))
 
 
+# Python-level reads of a whole tensor's values, which dispatch no aten op
+# when the tensor is on the CPU (on a GPU they are a device-to-host copy).
+_HOST_READS = frozenset({'tolist', 'numpy'})
+
+
+def _on_host(t) -> bool:
+    return isinstance(t, torch.Tensor) and t.device.type == 'cpu'
+
+
+class _HostReadCounter(TorchFunctionMode):
+
+    def __init__(self, sync_ops: Counter):
+        super().__init__()
+        self.sync_ops = sync_ops
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, '__name__', '')
+        if name in _HOST_READS and args and _on_host(args[0]):
+            self.sync_ops['Tensor.' + name] += 1
+        return func(*args, **(kwargs or {}))
+
+
 class OpCounter(TorchDispatchMode):
     """``with OpCounter() as c: step()``; then ``c.total``, ``c.syncs``.
 
     ``c.ops`` counts every aten op by name (overload dropped), ``c.sync_ops``
     the data-dependent ones, forward and backward alike (autograd's backward
-    ops dispatch through the mode too).
+    ops dispatch through the mode too), and copies from a device to the
+    host.
+
+    ``host_reads=True`` also counts ``Tensor.tolist()`` / ``.numpy()`` of a
+    CPU tensor as a sync: with the CPU standing in for the device, that is
+    where a training loop reads values back in bulk (on a GPU the same call
+    is a device-to-host copy, counted as such).  Off by default: a model
+    step may read small host-side tensors (mask counts) that never were on
+    the device.
     """
 
-    def __init__(self):
+    def __init__(self, host_reads: bool = False):
         super().__init__()
         self.ops: Counter = Counter()
         self.sync_ops: Counter = Counter()
+        self._host_reads = _HostReadCounter(self.sync_ops) \
+            if host_reads else None
+
+    def __enter__(self):
+        if self._host_reads is not None:
+            self._host_reads.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            if self._host_reads is not None:
+                self._host_reads.__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -56,7 +101,14 @@ class OpCounter(TorchDispatchMode):
         if name.startswith('aten::'):
             name = 'aten.' + name[6:]
         self.ops[name] += 1
-        if name in SYNC_OPS:
+        if name == 'aten._to_copy' and args and not _on_host(args[0]) \
+                and torch.device(kwargs.get('device') or args[0].device
+                                 ).type == 'cpu':
+            self.sync_ops['device-to-host copy'] += 1
+        elif name == 'aten.copy_' and len(args) > 1 and _on_host(args[0]) \
+                and not _on_host(args[1]):
+            self.sync_ops['device-to-host copy'] += 1
+        elif name in SYNC_OPS:
             self.sync_ops[name] += 1
         elif name in _BOOL_INDEX_OPS and _is_bool_index(args):
             self.sync_ops[name + '(bool index)'] += 1
@@ -78,3 +130,50 @@ class OpCounter(TorchDispatchMode):
     def summary(self) -> Dict[str, object]:
         return dict(ops=self.total, syncs=self.syncs,
                     sync_ops=dict(self.sync_ops))
+
+
+def count_loop_syncs(runner):
+    """Train ``runner`` under ``OpCounter(host_reads=True)``; return
+    ``(per_iter, outside)``: the sync ops of each training iteration, from
+    the first ``before_train_iter`` hook to the last ``after_train_iter``
+    one (the step and every hook, the logger's included), as ``Counter``s,
+    and those of the rest of the run (data loading in this process, epoch
+    starts and ends, checkpoints), summed.
+
+    The split keeps apart what a GPU run does on the host anyway: the
+    sampler's order and the DataLoader's seed are CPU tensors read back at
+    each epoch's start, never on the device."""
+    from mmengine.hooks import Hook
+
+    counter = OpCounter(host_reads=True)
+    per_iter, outside, last = [], Counter(), [Counter()]
+
+    def take():
+        now = Counter(counter.sync_ops)
+        taken, last[0] = now - last[0], now
+        return taken
+
+    class _Start(Hook):
+        priority = 'HIGHEST'
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            outside.update(take())
+
+    class _End(Hook):
+        priority = 'LOWEST'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None,
+                             outputs=None):
+            per_iter.append(take())
+
+        def before_train(self, runner):
+            take()  # building and initialising the model: not the loop
+
+        def after_train(self, runner):
+            outside.update(take())
+
+    runner.register_hook(_Start())
+    runner.register_hook(_End())
+    with counter:
+        runner.train()
+    return per_iter, outside
