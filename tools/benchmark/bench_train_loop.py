@@ -275,13 +275,13 @@ def count_syncs(args, cfg_path):
                                  "mmengine's AmpOptimWrapper, which needs a "
                                  'GPU; on the CPU add --amp fp32')
         runner = Runner.from_cfg(cfg)
-        per_iter, tail = count_loop_syncs(runner)
+        per_iter, outside = count_loop_syncs(runner)
         n = [sum(c.values()) for c in per_iter]
         out[arm] = dict(
             iters=len(n), per_iter=sum(n) / len(n), total=sum(n),
-            at_run_end=sum(tail.values()),
+            outside_iters=sum(outside.values()),
             iters_with_syncs=[i for i, k in enumerate(n, 1) if k],
-            ops=dict(sum(per_iter, tail)))
+            ops=dict(sum(per_iter, outside)))
     print(f'\nhost-device syncs through the loop: mmcae recipe, '
           f'{args.count_syncs} iterations of batch {args.batch}, logger '
           f'every {args.sync_interval}, amp={args.amp}, tiny={args.tiny}')
@@ -289,8 +289,9 @@ def count_syncs(args, cfg_path):
         where = r['iters_with_syncs']
         shown = where if len(where) <= 12 else 'every iteration'
         print(f'{arm:<15} {r["per_iter"]:6.2f} per iteration '
-              f'({r["total"]} in {r["iters"]}, + {r["at_run_end"]} at the '
-              f'end; on iterations {shown}); {r["ops"]}')
+              f'({r["total"]} in {r["iters"]} iterations, on {shown}; + '
+              f'{r["outside_iters"]} outside them: epoch start and end, '
+              f'checkpoint); {r["ops"]}')
     return out
 
 
@@ -300,14 +301,6 @@ def main(argv=None):
     write_folder(data_root, args.images, args.classes)
     impls = [i for i in args.impls.split(',') if i]
     results = [run(i, args, data_root) for i in impls]
-    syncs = None
-    if args.count_syncs:
-        cfg = osp.join(osp.abspath(osp.join(args.work_dir, 'mmcae')),
-                       'mmcae_bench.py')
-        if not osp.isfile(cfg):  # --impls without mmcae
-            os.makedirs(osp.dirname(cfg), exist_ok=True)
-            derived_config('mmcae', MMCAE_CFG, args, data_root, cfg)
-        syncs = count_syncs(args, cfg)
     print(f'\ntools/train.py loop, {args.images} synthetic JPEGs, batch '
           f'{args.batch}, {args.workers} workers, {args.epochs} epoch(s), '
           f'amp={args.amp}, compile={args.compile}, tiny={args.tiny}; '
@@ -324,6 +317,14 @@ def main(argv=None):
     if len(by) == 2:
         ratio = by['mmcae']['img_per_s'] / by['mmpretrain']['img_per_s']
         print(f'mmcae/mmpretrain img/s through tools/train.py: x{ratio:.2f}')
+    syncs = None
+    if args.count_syncs:
+        cfg = osp.join(osp.abspath(osp.join(args.work_dir, 'mmcae')),
+                       'mmcae_bench.py')
+        if not osp.isfile(cfg):  # --impls without mmcae
+            os.makedirs(osp.dirname(cfg), exist_ok=True)
+            derived_config('mmcae', MMCAE_CFG, args, data_root, cfg)
+        syncs = count_syncs(args, cfg)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(args=vars(args), results=results, ratio=ratio,
