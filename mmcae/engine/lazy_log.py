@@ -179,12 +179,18 @@ def defer_scalars(hub: MessageHub, scalars: Dict[str, object]) -> None:
                 f'{key}: a logged value must hold one element (mmengine '
                 f'logs it with .item()), got a tensor of shape '
                 f'{tuple(value.shape)}')
-        groups.setdefault((value.device, value.dtype), []).append(
+        # bf16 / fp16 / fp32 values are exact in fp32 (and .item() gives
+        # the same Python float either way): one transfer for a mix of
+        # them, as autocast produces
+        dtype = torch.float32 if value.is_floating_point() and \
+            value.dtype != torch.float64 else value.dtype
+        groups.setdefault((value.device, dtype), []).append(
             (_lazy_buffer(hub, key), value))
-    for items in groups.values():
+    for (_, dtype), items in groups.items():
         # one stack per group copies the values now, as .item() reads them
         # now: a tensor changed in place later (a buffer) logs this value
-        values = torch.stack([v.detach().reshape(()) for _, v in items])
+        values = torch.stack(
+            [v.detach().reshape(()).to(dtype) for _, v in items])
         _PENDING[hub].add(values, [(buf, 1) for buf, _ in items])
 
 
