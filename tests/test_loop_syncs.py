@@ -187,6 +187,23 @@ def test_checkpoint_holds_stock_message_hub_state(runs):
         assert np.array_equal(buf.data[0], a['log_scalars'][k].data[0]), k
 
 
+# ------------------------------------------------------------ the counter --
+def test_counter_sees_bulk_reads_and_blocking_copies():
+    x = torch.randn(3)
+    with OpCounter(host_reads=True) as c:
+        x.tolist()
+        x.numpy()
+        x.to('meta')  # a device other than the host: blocking, syncs
+        x.to('meta', non_blocking=True)  # queued, no sync
+        torch.empty(3, device='meta').copy_(x)
+        x.to(torch.float64)  # no device change
+    assert c.sync_ops == Counter({'Tensor.tolist': 1, 'Tensor.numpy': 1,
+                                  'blocking host-to-device copy': 2})
+    with OpCounter() as c:  # host reads are opt-in
+        x.tolist()
+    assert c.syncs == 0
+
+
 # ------------------------------------------------------- the buffers alone --
 def test_deferred_values_are_exact_fresh_and_copy_to_plain_buffers():
     hub = MessageHub.get_instance('test_loop_syncs_unit')

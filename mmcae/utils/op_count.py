@@ -47,6 +47,33 @@ def _on_host(t) -> bool:
     return isinstance(t, torch.Tensor) and t.device.type == 'cpu'
 
 
+def _copy_direction(name, args, kwargs):
+    """For a copy op: the kind of sync it makes ('' for none), else None.
+
+    A copy to the host waits for the device; so does a copy *to* the
+    device without ``non_blocking``: PyTorch then synchronises the stream
+    after the transfer (``memcpy_and_sync``), which waits for every kernel
+    queued before it, e.g. the previous step's."""
+    if name == 'aten._to_copy' and args:
+        src = args[0]
+        dst = torch.device(kwargs.get('device') or src.device)
+        blocking = not kwargs.get('non_blocking', False)
+    elif name == 'aten.copy_' and len(args) > 1 and \
+            isinstance(args[1], torch.Tensor):
+        dst, src = args[0].device, args[1]
+        blocking = not (args[2] if len(args) > 2 else
+                        kwargs.get('non_blocking', False))
+    else:
+        return None
+    if not isinstance(src, torch.Tensor):
+        return ''
+    if not _on_host(src) and dst.type == 'cpu':
+        return 'device-to-host copy'
+    if _on_host(src) and dst.type != 'cpu' and blocking:
+        return 'blocking host-to-device copy'
+    return ''
+
+
 class _HostReadCounter(TorchFunctionMode):
 
     def __init__(self, sync_ops: Counter):
@@ -65,8 +92,8 @@ class OpCounter(TorchDispatchMode):
 
     ``c.ops`` counts every aten op by name (overload dropped), ``c.sync_ops``
     the data-dependent ones, forward and backward alike (autograd's backward
-    ops dispatch through the mode too), and copies from a device to the
-    host.
+    ops dispatch through the mode too), copies from a device to the host,
+    and copies to a device without ``non_blocking`` (a stream sync).
 
     ``host_reads=True`` also counts ``Tensor.tolist()`` / ``.numpy()`` of a
     CPU tensor as a sync: with the CPU standing in for the device, that is
@@ -101,13 +128,10 @@ class OpCounter(TorchDispatchMode):
         if name.startswith('aten::'):
             name = 'aten.' + name[6:]
         self.ops[name] += 1
-        if name == 'aten._to_copy' and args and not _on_host(args[0]) \
-                and torch.device(kwargs.get('device') or args[0].device
-                                 ).type == 'cpu':
-            self.sync_ops['device-to-host copy'] += 1
-        elif name == 'aten.copy_' and len(args) > 1 and _on_host(args[0]) \
-                and not _on_host(args[1]):
-            self.sync_ops['device-to-host copy'] += 1
+        copy = _copy_direction(name, args, kwargs)
+        if copy is not None:
+            if copy:
+                self.sync_ops[copy] += 1
         elif name in SYNC_OPS:
             self.sync_ops[name] += 1
         elif name in _BOOL_INDEX_OPS and _is_bool_index(args):
