@@ -568,7 +568,7 @@ def test_official_recipes(epochs):
     opt = cfg.optim_wrapper.optimizer
     assert opt.lr == pytest.approx(2.4e-3) and opt.betas == (0.9, 0.95)
     assert opt.weight_decay == 0.05
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.type == 'mmpretrain.LazyLogAmpOptimWrapper'
     assert cfg.train_dataloader.batch_size * 32 == 4096
     warm, cos = cfg.param_scheduler
     assert warm.end == 40 and cos.begin == 40 and cos.end == epochs

@@ -281,18 +281,28 @@ def test_recipes_say_bf16_and_amp_flag_switches_precision(recipe):
     train, root = _train_module()
     cfg = Config.fromfile(os.path.join(root, 'configs', recipe))
     ow = cfg.optim_wrapper
-    assert (ow.type, ow.dtype) == ('AmpOptimWrapper', 'bfloat16')
+    assert (ow.type, ow.dtype) == ('mmpretrain.LazyLogAmpOptimWrapper',
+                                   'bfloat16')
     assert ow.loss_scale == dict(enabled=False)  # bf16 needs no scaler
     assert ow.optimizer.type == 'AdamW' and ow.optimizer.fused is True
     train.set_precision(cfg, 'fp16')
     assert (cfg.optim_wrapper.dtype, cfg.optim_wrapper.loss_scale) == (
         'float16', 'dynamic')
+    assert cfg.optim_wrapper.type == 'mmpretrain.LazyLogAmpOptimWrapper'
     train.set_precision(cfg, 'fp32')
-    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    # the family (sync-free logging) and its scope stay
+    assert cfg.optim_wrapper.type == 'mmpretrain.LazyLogOptimWrapper'
     assert 'loss_scale' not in cfg.optim_wrapper
     assert 'dtype' not in cfg.optim_wrapper
     # the recipe's optimizer settings survive the switch
     assert cfg.optim_wrapper.optimizer.weight_decay == 0.05
+    # mmengine's own wrappers switch within their family
+    cfg.optim_wrapper.type = 'OptimWrapper'
+    train.set_precision(cfg, 'bf16')
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    cfg.optim_wrapper.type = 'ApexOptimWrapper'
+    with pytest.raises(SystemExit, match='ApexOptimWrapper'):
+        train.set_precision(cfg, 'bf16')
 
 
 def test_pipeline_packs_the_count_and_the_device_move_keeps_it():

@@ -89,31 +89,42 @@ def parse_args():
 
 
 AMP_CHOICES = ('fp16', 'bf16', 'fp32')
+# (no autocast, autocast) wrapper of each family --amp switches within:
+# mmengine's, and mmcae's that log without a host-device sync
+# (mmcae/engine/lazy_log.py; its AMP wrapper also runs bf16 on the CPU)
+WRAPPER_FAMILIES = (('OptimWrapper', 'AmpOptimWrapper'),
+                    ('LazyLogOptimWrapper', 'LazyLogAmpOptimWrapper'))
 
 
 def set_precision(cfg, amp: str):
     """Point ``cfg.optim_wrapper`` at fp16 / bf16 autocast or plain fp32.
 
-    Both mixed precisions use mmengine's ``AmpOptimWrapper``: fp16 with its
-    dynamic loss scale; bf16 has fp32's exponent range, so its GradScaler
-    is disabled (``loss_scale=dict(enabled=False)``), which also spares
-    the per-step check for inf gradients.
+    Both mixed precisions use the AMP wrapper of the config's family
+    (``WRAPPER_FAMILIES``, scope prefix kept): fp16 with its dynamic loss
+    scale; bf16 has fp32's exponent range, so its GradScaler is disabled
+    (``loss_scale=dict(enabled=False)``), which also spares the per-step
+    check for inf gradients.
     """
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
-        raise SystemExit(f'--amp {amp}: the config\'s optim_wrapper type '
-                         f'{wrapper!r} is neither OptimWrapper nor '
-                         'AmpOptimWrapper; set its precision in the config')
+    scope, _, name = wrapper.rpartition('.') if isinstance(
+        wrapper, str) else ('', '', wrapper)
+    family = next((f for f in WRAPPER_FAMILIES if name in f), None)
+    if family is None:
+        raise SystemExit(
+            f'--amp {amp}: the config\'s optim_wrapper type {wrapper!r} is '
+            'none of ' + ', '.join(n for f in WRAPPER_FAMILIES for n in f) +
+            '; set its precision in the config')
+    prefix = f'{scope}.' if scope else ''
     for key in ('loss_scale', 'dtype'):
         cfg.optim_wrapper.pop(key, None)
     if amp == 'fp32':
-        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.type = prefix + family[0]
     elif amp == 'fp16':
         cfg.optim_wrapper.update(
-            type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
+            type=prefix + family[1], dtype='float16', loss_scale='dynamic')
     else:
         cfg.optim_wrapper.update(
-            type='AmpOptimWrapper', dtype='bfloat16',
+            type=prefix + family[1], dtype='bfloat16',
             loss_scale=dict(enabled=False))
 
 

@@ -3,6 +3,10 @@ default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmcae'], allow_failed_imports=False)
 
 default_hooks = dict(
+    # losses and grad norm stay on the device until the logger reads them:
+    # no host-device sync per iteration, the same logged values
+    # (mmcae/engine/lazy_log.py; the optim_wrapper types do the grad norm)
+    runtime_info=dict(type='mmpretrain.LazyLogRuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),

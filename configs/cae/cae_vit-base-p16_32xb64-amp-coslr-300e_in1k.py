@@ -13,8 +13,10 @@ _base_ = [
 # fused AdamW: one kernel for the whole update instead of a dozen per
 # tensor group (CUDA; CPU too since PyTorch 2.4), and with fp16's GradScaler
 # the inf check stays on the device instead of a host sync per step.
+# LazyLogAmpOptimWrapper: mmengine's AmpOptimWrapper with the grad norm
+# logged without a host-device sync, and bf16 on the CPU too.
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='mmpretrain.LazyLogAmpOptimWrapper',
     dtype='bfloat16',
     loss_scale=dict(enabled=False),
     optimizer=dict(fused=True))

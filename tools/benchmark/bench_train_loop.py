@@ -13,20 +13,29 @@ and ``meta/train.txt``, random 300-500 px JPEGs), then runs
 on that folder with the same batch, workers, epochs and precision, each
 through a derived config written next to the logs. Both DALL-E encoders are
 randomly initialised (the step costs the same; nothing is downloaded).
-Logging every iteration (``log_processor.window_size=1``), img/s comes from
-the iterations' ``time`` in mmengine's ``scalars.json`` (data wait
-included), after the warm-up iterations; ``data_time`` is reported beside
-it. Each recipe keeps its own masks (mmcae 98 of 196 patches, MMPretrain
-75), as shipped.
+Logging every ``--log-interval`` iterations (the mean over that window), as
+a real run does, img/s comes from the logged ``time`` in mmengine's
+``scalars.json`` (data wait included), after the warm-up iterations;
+``data_time`` is reported beside it. Each recipe keeps its own masks (mmcae
+98 of 196 patches, MMPretrain 75), as shipped.
+
+``--count-syncs N`` also runs N iterations of mmcae's derived config in this
+process, twice: with mmcae's hooks (``LazyLogRuntimeInfoHook`` and the
+``LazyLog*OptimWrapper``, as the configs ship) and with mmengine's stock
+``RuntimeInfoHook`` and ``OptimWrapper`` / ``AmpOptimWrapper``, counting the
+host-device syncs of each iteration (``mmcae.utils.op_count``: ops that read
+device values back, device-independent) through the whole loop: data
+loading (in-process), the step, every hook.
 
     # GPU, as shipped (bf16 for mmcae's recipe; MMPretrain's: fp16)
     python tools/benchmark/bench_train_loop.py --images 3072 --batch 64 \\
         --workers 14 --epochs 2
     # the same precision for both
     python tools/benchmark/bench_train_loop.py --amp bf16 ...
-    # a quick check on the CPU: tiny models, fp32
+    # a quick check on the CPU: tiny models, fp32, and the sync count
     python tools/benchmark/bench_train_loop.py --tiny --amp fp32 \\
-        --images 32 --batch 8 --workers 2 --epochs 1 --warmup 1
+        --images 32 --batch 8 --workers 2 --epochs 1 --warmup 1 \\
+        --log-interval 1 --count-syncs 20 --sync-interval 10
 """
 import argparse
 import glob
@@ -52,18 +61,23 @@ train_dataloader = dict(
                  data_prefix=dict(img_path='train/')))
 train_cfg = dict(max_epochs={epochs})
 default_hooks = dict(
-    logger=dict(interval=1),
+    logger=dict(interval={interval}),
     checkpoint=dict(interval=10000, max_keep_ckpts=1))
-log_processor = dict(window_size=1)
+log_processor = dict(window_size={interval})
 '''
 
 AMP = {
-    'fp32': "optim_wrapper = dict(type='OptimWrapper')\n",
-    'fp16': "optim_wrapper = dict(type='AmpOptimWrapper', dtype='float16', "
+    'fp32': "optim_wrapper = dict(type='{plain}')\n",
+    'fp16': "optim_wrapper = dict(type='{amp}', dtype='float16', "
             "loss_scale='dynamic')\n",
-    'bf16': "optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', "
+    'bf16': "optim_wrapper = dict(type='{amp}', dtype='bfloat16', "
             "loss_scale=dict(enabled=False))\n",
 }
+# each toolbox's own wrappers (mmcae's log the grad norm without a sync)
+WRAPPERS = dict(
+    mmcae=dict(plain='mmpretrain.LazyLogOptimWrapper',
+               amp='mmpretrain.LazyLogAmpOptimWrapper'),
+    mmpretrain=dict(plain='OptimWrapper', amp='AmpOptimWrapper'))
 
 # tiny models for a CPU check (64 wide, 2 blocks, small DALL-E trunk)
 TINY = {
@@ -93,6 +107,8 @@ def parse_args(argv=None):
     p.add_argument('--epochs', type=int, default=2)
     p.add_argument('--warmup', type=int, default=5,
                    help='first iterations left out of img/s')
+    p.add_argument('--log-interval', type=int, default=10,
+                   help='logger interval and log window of the timed runs')
     p.add_argument('--amp', choices=('recipe', 'fp32', 'fp16', 'bf16'),
                    default='recipe',
                    help='precision of both runs (recipe: as each config '
@@ -102,6 +118,12 @@ def parse_args(argv=None):
     p.add_argument('--tiny', action='store_true',
                    help='tiny models (CPU check of the plumbing)')
     p.add_argument('--impls', default='mmcae,mmpretrain')
+    p.add_argument('--count-syncs', type=int, default=0, metavar='ITERS',
+                   help='also count host-device syncs per iteration over '
+                   'ITERS iterations of the mmcae loop: its hooks vs '
+                   "mmengine's stock ones (in this process)")
+    p.add_argument('--sync-interval', type=int, default=10,
+                   help='logger interval of the sync count')
     p.add_argument('--json', default=None)
     return p.parse_args(argv)
 
@@ -148,7 +170,7 @@ def derived_config(impl, base, args, data_root, out):
     text = f'_base_ = [{base!r}]\n'
     text += COMMON.format(batch=args.batch, workers=args.workers,
                           persistent=args.workers > 0, root=data_root,
-                          epochs=args.epochs)
+                          epochs=args.epochs, interval=args.log_interval)
     small = ', n_hid=16' if args.tiny else ''
     if impl == 'mmcae':
         model = ("    target_generator=dict(_delete_=True, "
@@ -160,8 +182,8 @@ def derived_config(impl, base, args, data_root, out):
         model += TINY[impl]
     text += f'model = dict(\n{model})\n'
     if args.amp != 'recipe':
-        opt = AMP[args.amp].replace('dict(type=',
-                                    'dict(_delete_=True, type=')
+        opt = AMP[args.amp].format(**WRAPPERS[impl]).replace(
+            'dict(type=', 'dict(_delete_=True, type=')
         text = text + _merge_optim(opt, impl)
     if args.compile:
         text += 'compile = True\n'
@@ -207,7 +229,8 @@ def run(impl, args, data_root):
         raise SystemExit(f'[{impl}] no scalars.json under {wd}')
     rows = [json.loads(ln) for ln in open(new[-1]) if ln.strip()]
     rows = [r for r in rows if 'time' in r]
-    timed = rows[args.warmup:]
+    # a row is the mean over the log window ending at its step
+    timed = [r for r in rows if r['step'] - args.log_interval >= args.warmup]
     if not timed:
         raise SystemExit(f'[{impl}] only {len(rows)} logged iterations; '
                          'raise --images or --epochs above --warmup')
@@ -218,6 +241,58 @@ def run(impl, args, data_root):
                 s_per_iter=t, data_time_s=d, img_per_s=args.batch / t,
                 loss_first=losses[0], loss_last=losses[-1], wall_s=wall,
                 config=cfg)
+
+
+def count_syncs(args, cfg_path):
+    """Host-device syncs per iteration of the mmcae loop, with mmcae's
+    hooks and with mmengine's stock ones, in this process."""
+    sys.path.insert(0, ROOT)
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mmcae.utils.op_count import count_loop_syncs
+    out = {}
+    for arm in ('stock mmengine', 'mmcae'):
+        cfg = Config.fromfile(cfg_path)
+        tag = arm.split()[0]
+        cfg.work_dir = osp.abspath(osp.join(args.work_dir, f'syncs_{tag}'))
+        cfg.experiment_name = f'bench_syncs_{tag}_{time.time_ns()}'
+        dl = cfg.train_dataloader
+        dl.dataset.indices = args.count_syncs * args.batch
+        # the pipeline in this process, so that its syncs count too
+        dl.num_workers, dl.persistent_workers = 0, False
+        cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
+        cfg.default_hooks.logger.interval = args.sync_interval
+        cfg.log_processor.window_size = args.sync_interval
+        cfg.visualizer.vis_backends = []
+        if tag == 'stock':
+            cfg.default_hooks.runtime_info = dict(type='RuntimeInfoHook')
+            ow = cfg.optim_wrapper
+            ow.type = ow.type.replace('mmpretrain.LazyLog', '')
+            import torch
+            if ow.type == 'AmpOptimWrapper' and not torch.cuda.is_available():
+                raise SystemExit('--count-syncs: the stock arm needs '
+                                 "mmengine's AmpOptimWrapper, which needs a "
+                                 'GPU; on the CPU add --amp fp32')
+        runner = Runner.from_cfg(cfg)
+        per_iter, outside = count_loop_syncs(runner)
+        n = [sum(c.values()) for c in per_iter]
+        out[arm] = dict(
+            iters=len(n), per_iter=sum(n) / len(n), total=sum(n),
+            outside_iters=sum(outside.values()),
+            iters_with_syncs=[i for i, k in enumerate(n, 1) if k],
+            ops=dict(sum(per_iter, outside)))
+    print(f'\nhost-device syncs through the loop: mmcae recipe, '
+          f'{args.count_syncs} iterations of batch {args.batch}, logger '
+          f'every {args.sync_interval}, amp={args.amp}, tiny={args.tiny}')
+    for arm, r in out.items():
+        where = r['iters_with_syncs']
+        shown = where if len(where) <= 12 else 'every iteration'
+        print(f'{arm:<15} {r["per_iter"]:6.2f} per iteration '
+              f'({r["total"]} in {r["iters"]} iterations, on {shown}; + '
+              f'{r["outside_iters"]} outside them: epoch start and end, '
+              f'checkpoint); {r["ops"]}')
+    return out
 
 
 def main(argv=None):
@@ -242,10 +317,18 @@ def main(argv=None):
     if len(by) == 2:
         ratio = by['mmcae']['img_per_s'] / by['mmpretrain']['img_per_s']
         print(f'mmcae/mmpretrain img/s through tools/train.py: x{ratio:.2f}')
+    syncs = None
+    if args.count_syncs:
+        cfg = osp.join(osp.abspath(osp.join(args.work_dir, 'mmcae')),
+                       'mmcae_bench.py')
+        if not osp.isfile(cfg):  # --impls without mmcae
+            os.makedirs(osp.dirname(cfg), exist_ok=True)
+            derived_config('mmcae', MMCAE_CFG, args, data_root, cfg)
+        syncs = count_syncs(args, cfg)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), results=results, ratio=ratio),
-                      f, indent=2)
+            json.dump(dict(args=vars(args), results=results, ratio=ratio,
+                           syncs=syncs), f, indent=2)
 
 
 if __name__ == '__main__':

@@ -26,4 +26,5 @@ run cmae_b128_bf16 $B $S --algo cmae --arch base --batch 128 --amp bf16 $PEAK --
 run caev2_b64_bf16 $B $S --algo caev2 --arch base --batch 64 --amp bf16 $PEAK --json "$OUT/caev2_b64_bf16.json"
 run cae_b128_bf16_compile $B $S --arch base --batch 128 --amp bf16 --compile $PEAK --json "$OUT/cae_b128_bf16_compile.json"
 run loop_bf16 tools/benchmark/bench_train_loop.py --amp bf16 --images 3072 --batch 64 \
-    --workers 14 --epochs 2 --work-dir "${TMPDIR:-/tmp}/bench_train_loop" --json "$OUT/loop_bf16.json"
+    --workers 14 --epochs 2 --work-dir "${TMPDIR:-/tmp}/bench_train_loop" --count-syncs 30 \
+    --sync-interval 10 --json "$OUT/loop_bf16.json"

@@ -1,9 +1,11 @@
 # Official CAE optimisation (scripts/cae_base_300e.sh): AdamW, lr 1.5e-3 at
 # batch 2048 used as given, wd 0.05 (none on norms, biases, 1-D params and
 # tokens), grad clip 3.0, linear warmup then per-step cosine to 1e-5.
-# The ImageNet recipes add AMP (AmpOptimWrapper, dynamic loss scale).
+# The ImageNet recipes add AMP (LazyLogAmpOptimWrapper, bf16).
+# LazyLog*: OptimWrapper / AmpOptimWrapper that log the grad norm without a
+# host-device sync (mmcae/engine/lazy_log.py).
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='mmpretrain.LazyLogOptimWrapper',
     optimizer=dict(
         type='AdamW', lr=1.5e-3, betas=(0.9, 0.999), eps=1e-8,
         weight_decay=0.05),
