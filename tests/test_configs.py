@@ -98,3 +98,17 @@ def test_config_builds_model(path, dalle_ckpt):
         x = torch.randn(1, 3, 224, 224)
         assert enc.patch_embed.grid_size(x.shape) == (14, 14)
     del model
+
+
+@pytest.mark.parametrize('path', [p for p in CONFIGS if 'in1k' in p],
+                         ids=lambda p: os.path.basename(p))
+def test_gpu_recipes_copy_pinned_batches_without_waiting(path):
+    # pinned batches + a blocking copy would make the host wait for the
+    # device on every iteration (issue 15: no host sync per step)
+    cfg = Config.fromfile(path)
+    assert cfg.train_dataloader.pin_memory, path
+    # the runner puts a top-level data_preprocessor into the model
+    pre = cfg.model.get('data_preprocessor') or cfg.data_preprocessor
+    assert pre.non_blocking is True, path
+    model = MODELS.build(dict(pre))
+    assert model._non_blocking is True

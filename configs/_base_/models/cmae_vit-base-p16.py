@@ -28,7 +28,8 @@ model = dict(
         type='SelfSupDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
-        to_rgb=True),
+        to_rgb=True,
+        non_blocking=True),  # pinned batches: no host wait per step
     backbone=dict(
         type='CMAEViT', arch='base', img_size=224, patch_size=16,
         drop_path_rate=0.0, final_norm=True),
