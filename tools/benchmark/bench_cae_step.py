@@ -48,17 +48,18 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(
+    0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+from mmcae.models.cae.encoder import CAE_ARCHS  # noqa: E402
+
 IMPLS = ('mmcae', 'mmpretrain')
 ALGOS = ('cae', 'caev2', 'cmae')
 RESULT_TAG = '@@BENCH_RESULT '
 
-# encoder width / depth / heads of the CAE variants (official CAE: 'small'
-# has 12 heads, not DeiT-S's 6).
-ARCHS = {
-    'tiny': dict(embed_dims=192, depth=12, num_heads=12),
-    'small': dict(embed_dims=384, depth=12, num_heads=12),
-    'base': dict(embed_dims=768, depth=12, num_heads=12),
-}
+# the CAE variants as mmcae's encoder defines them (official CAE: 'small'
+# has 12 heads, not DeiT-S's 6); MMPretrain's side gets the same numbers
+ARCHS = CAE_ARCHS
 
 
 def parse_args(argv=None):

@@ -25,6 +25,7 @@ run cae_b64_fp16 $B $S --arch base --batch 64 --amp fp16 $PEAK --json "$OUT/cae_
 run cmae_b128_bf16 $B $S --algo cmae --arch base --batch 128 --amp bf16 $PEAK --json "$OUT/cmae_b128_bf16.json"
 run caev2_b64_bf16 $B $S --algo caev2 --arch base --batch 64 --amp bf16 $PEAK --json "$OUT/caev2_b64_bf16.json"
 run cae_b128_bf16_compile $B $S --arch base --batch 128 --amp bf16 --compile $PEAK --json "$OUT/cae_b128_bf16_compile.json"
+run cae_large_b64_bf16 $B $S --arch large --batch 64 --amp bf16 $PEAK --json "$OUT/cae_large_b64_bf16.json"
 run loop_bf16 tools/benchmark/bench_train_loop.py --amp bf16 --images 3072 --batch 64 \
     --workers 14 --epochs 2 --work-dir "${TMPDIR:-/tmp}/bench_train_loop" --count-syncs 30 \
     --sync-interval 10 --json "$OUT/loop_bf16.json"
