@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from mmcae.models import CAEViT, ContextAutoencoder
 from mmcae.models.cae.encoder import CAE_ARCHS
 from mmcae.models.layers import build_2d_sincos_pos_embed, patchify
-from mmpretrain.structures import DataSample
+from helpers.samples import mask_samples as samples  # noqa: E402
 
 
 def random_mask(B, N, num_masked, seed=0):
@@ -37,15 +37,6 @@ def tiny_cae(dim=16, heads=2, depth=2, img=32, patch=8, decoder_depth=1,
         head=dict(type='CAEPixelPredictionHead', embed_dims=rdim,
                   patch_size=patch),
         alignment=dict(type='CAEAlignment', loss_weight=2.0))
-
-
-def samples(mask):
-    out = []
-    for m in mask:
-        ds = DataSample()
-        ds.set_field(m, 'mask', field_type='metainfo')
-        out.append(ds)
-    return out
 
 
 # ------------------------------------------------------------------ shapes
@@ -326,7 +317,6 @@ def test_mask_size_mismatch_is_reported():
     x = torch.randn(1, 3, 32, 32)
     with pytest.raises(ValueError, match='mask has 9 patches.*16'):
         model.loss(x, samples(torch.zeros(1, 9, dtype=torch.bool)))
-
 
 
 def test_unequal_mask_counts_are_reported():

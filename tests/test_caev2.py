@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.structures import DataSample
 
 from mmcae.models import CAEv2
 from mmcae.models.layers import patchify
 from mmcae.utils import safe_load
+from helpers.samples import mask_samples as samples  # noqa: E402
 
 
 class PatchTeacher(nn.Module):
@@ -41,15 +41,6 @@ def build(on_visible=True, on_masked=True, enc_dim=16, reg_dim=8):
         data_preprocessor=dict(
             type='DualNormDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1],
             second_mean=[0, 0, 0], second_std=[1, 1, 1]))
-
-
-def samples(mask):
-    out = []
-    for m in mask:
-        ds = DataSample()
-        ds.set_field(m, 'mask', field_type='metainfo')
-        out.append(ds)
-    return out
 
 
 MASK = torch.tensor([[True, False] * 8, [False, True] * 8])
