@@ -29,3 +29,4 @@ run cae_large_b64_bf16 $B $S --arch large --batch 64 --amp bf16 $PEAK --json "$O
 run loop_bf16 tools/benchmark/bench_train_loop.py --amp bf16 --images 3072 --batch 64 \
     --workers 14 --epochs 2 --work-dir "${TMPDIR:-/tmp}/bench_train_loop" --count-syncs 30 \
     --sync-interval 10 --json "$OUT/loop_bf16.json"
+run pipeline python tools/benchmark/bench_pipeline.py --images 256 --repeat 2
