@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU speed check of the README's "Speed" section, as one script:
 # step benchmarks (CAE vs MMPretrain CAE in bf16 / fp16, eager and compiled;
-# CMAE vs MMPretrain MAE; CAE v2; batch 128 and ViT-L... where time allows)
+# CMAE vs MMPretrain MAE; CAE v2; batch 128; ViT-L), the tools/train.py
+# loop benchmark and the data pipeline benchmark (img/s per core),
 # and the tools/train.py loop benchmark, logs and JSON under OUT.
 #
 #   bash tools/benchmark/gpu_speed.sh OUT [PEAK_TFLOPS]
@@ -29,4 +30,4 @@ run cae_large_b64_bf16 $B $S --arch large --batch 64 --amp bf16 $PEAK --json "$O
 run loop_bf16 tools/benchmark/bench_train_loop.py --amp bf16 --images 3072 --batch 64 \
     --workers 14 --epochs 2 --work-dir "${TMPDIR:-/tmp}/bench_train_loop" --count-syncs 30 \
     --sync-interval 10 --json "$OUT/loop_bf16.json"
-run pipeline python tools/benchmark/bench_pipeline.py --images 256 --repeat 2
+run pipeline tools/benchmark/bench_pipeline.py --images 256 --repeat 2
