@@ -3,7 +3,7 @@
 # step benchmarks (CAE vs MMPretrain CAE in bf16 / fp16, eager and compiled;
 # CMAE vs MMPretrain MAE; CAE v2; batch 128; ViT-L), the tools/train.py
 # loop benchmark and the data pipeline benchmark (img/s per core),
-# and the tools/train.py loop benchmark, logs and JSON under OUT.
+# logs and JSON under OUT.
 #
 #   bash tools/benchmark/gpu_speed.sh OUT [PEAK_TFLOPS]
 #
