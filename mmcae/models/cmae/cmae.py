@@ -9,7 +9,8 @@
 Loss = loss_rc (normalised pixels, masked patches)
      + lambda_c * 2 tau * InfoNCE(q, all-gathered k), one direction.
 
-One class per box: :class:`CMAEViT` (online encoder, ``encoder.py``),
+The two branches are functions (``branches.py``). One class per box:
+:class:`CMAEViT` (online encoder, ``encoder.py``),
 :class:`CMAEMomentumEncoder` (``momentum_encoder.py``),
 :class:`CMAEPixelDecoder` / :class:`CMAEFeatureDecoder` (``decoders.py``,
 MMPretrain's ``MAEPretrainDecoder``), :class:`CMAEProjector` /
@@ -27,8 +28,9 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import MaskIds, mask_ids, split_views, step_inputs
-from .decoders import CMAEFeatureDecoder, CMAEPixelDecoder, restore_ids
+from ..layers import MaskIds, split_views, step_inputs
+from .branches import online_branch, target_branch
+from .decoders import CMAEFeatureDecoder, CMAEPixelDecoder
 from .encoder import CMAEViT
 from .momentum_encoder import CMAEMomentumEncoder
 
@@ -164,21 +166,6 @@ class CMAE(BaseSelfSupervisor):
         self.copy_online_to_target()
 
     # ----------------------------------------------------------------- loss
-    def encode_online(self, img: torch.Tensor, mask):
-        """The online encoder on the visible patches, cls token first.
-
-        ``mask``: :class:`~mmcae.models.layers.MaskIds` or (B, N) bool.
-        Not the encoder's ``forward``: that takes a bool mask, whose
-        visible count is a host sync on a GPU.
-        """
-        return self.backbone.forward_tokens(self.backbone.embed(img),
-                                            mask_ids(mask).visible)
-
-    @torch.no_grad()
-    def encode_target(self, img_t: torch.Tensor) -> torch.Tensor:
-        """The target branch: momentum encoder, momentum projector."""
-        return self.target_projector((self.target_backbone(img_t), ))[0]
-
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         if self.training:
@@ -197,15 +184,13 @@ class CMAE(BaseSelfSupervisor):
                      mask: MaskIds) -> Dict[str, torch.Tensor]:
         """The step's tensor work, from the two views and the mask indices:
         static shapes, no host sync (what ``torch.compile`` traces)."""
-        latent = self.encode_online(img, mask)
-        ids_restore = restore_ids(mask.mask)
-
-        pred = self.pixel_decoder(latent, ids_restore)
+        pred, z = online_branch(self.backbone, self.pixel_decoder,
+                                self.feature_decoder, self.projector, img,
+                                mask)
         loss_rc = self.rc_head.loss(pred, img, mask.mask.to(pred.dtype))
-
-        q = self.projector((self.feature_decoder(latent, ids_restore), ))[0]
-        k = self.encode_target(img_t)
-        loss_ct = self.head.loss(q, k)
+        k = target_branch(self.target_backbone, self.target_projector, img_t)
+        # the head's predictor turns the projection z into q
+        loss_ct = self.head.loss(z, k)
         return dict(loss_rc=loss_rc, loss_ct=self.lambda_c * loss_ct)
 
     def extract_feat(self, inputs):
