@@ -232,6 +232,67 @@ def test_ema_by_name_exact_and_no_grad():
     assert torch.equal(model.target_projector.bn0.running_mean, bn_stats)
 
 
+def box_cfg():
+    """``small_cfg`` written with the boxes' names."""
+    cfg = small_cfg()
+    for k, box in (('pixel_decoder', 'CMAEPixelDecoder'),
+                   ('feature_decoder', 'CMAEFeatureDecoder')):
+        cfg[k] = dict(cfg[k], type=box)
+    neck = dict(hid_channels=HID, out_channels=OUT,
+                norm_cfg=dict(type='BN1d', eps=1e-6))
+    cfg['projector'] = dict(neck, type='CMAEProjector', in_channels=D)
+    cfg['head']['predictor'] = dict(neck, type='CMAEPredictor',
+                                    in_channels=OUT)
+    return cfg
+
+
+def test_mmpretrain_names_build_the_boxes_same_model():
+    from mmcae.models.cmae import (CMAEFeatureDecoder, CMAEMomentumEncoder,
+                                   CMAEPixelDecoder)
+    built = []
+    for cfg in (small_cfg(), box_cfg()):
+        torch.manual_seed(0)
+        built.append(MODELS.build(cfg))
+    old, new = built
+    assert type(old.pixel_decoder) is CMAEPixelDecoder
+    assert type(old.feature_decoder) is CMAEFeatureDecoder
+    assert type(old.target_backbone) is CMAEMomentumEncoder
+    sd_old, sd_new = old.state_dict(), new.state_dict()
+    assert list(sd_old) == list(sd_new)
+    for k in sd_old:
+        assert torch.equal(sd_old[k], sd_new[k]), k
+    # the same layers and init_cfg, under another class name
+    for a, b in ((old.projector, new.projector),
+                 (old.head.predictor, new.head.predictor)):
+        assert repr(a).split('(', 1)[1] == repr(b).split('(', 1)[1]
+
+
+def test_boxes_pool_as_the_official_code():
+    torch.manual_seed(0)
+    model = MODELS.build(box_cfg()).train()
+    img = torch.randn(2, 3, IMG, IMG)
+    # momentum encoder: the online architecture without the final LN, mean
+    # over the patch tokens (cls excluded)
+    plain = MODELS.build(dict(small_cfg()['backbone'], final_norm=False))
+    plain.load_state_dict(model.target_backbone.state_dict())
+    torch.testing.assert_close(model.target_backbone(img),
+                               plain(img)[:, 1:].mean(1))
+    assert not any(p.requires_grad
+                   for p in model.target_backbone.parameters())
+    # feature decoder: MAE's decoder, mean over all its tokens
+    from mmpretrain.models.necks import MAEPretrainDecoder
+    dec = model.feature_decoder
+    mae = MAEPretrainDecoder(num_patches=G * G, patch_size=P, embed_dim=D,
+                             decoder_embed_dim=DD, decoder_depth=FEAT_DEPTH,
+                             decoder_num_heads=2, predict_feature_dim=D)
+    mae.load_state_dict(dec.state_dict())
+    latent = torch.randn(2, 1 + G * G // 2, D)
+    ids = torch.stack([torch.randperm(G * G) for _ in range(2)])
+    out = dec(latent, ids)
+    assert out.shape == (2, D)
+    torch.testing.assert_close(out, mae(latent, ids).mean(1))
+
+
 def test_projector_width_mismatch_is_named():
     cfg = small_cfg()
     cfg['feature_decoder']['predict_feature_dim'] = D + 1

@@ -14,16 +14,9 @@ grid = img_size // patch_size
 embed_dims = 128
 num_heads = 4
 temperature = 0.07
-_neck = dict(
-    type='NonLinearNeck',
-    num_layers=2,
-    with_bias=True,
-    with_last_bn=False,
-    with_last_bias=False,
-    with_avg_pool=False,
-    norm_cfg=dict(type='BN1d', eps=1e-6))
+_neck = dict(hid_channels=256, out_channels=64,
+             norm_cfg=dict(type='BN1d', eps=1e-6))
 _decoder = dict(
-    type='MAEPretrainDecoder',
     num_patches=grid * grid,
     patch_size=patch_size,
     embed_dim=embed_dims,
@@ -45,15 +38,14 @@ model = dict(
         arch=dict(embed_dims=embed_dims, depth=4, num_heads=num_heads),
         img_size=img_size,
         patch_size=patch_size),
-    pixel_decoder=_decoder,
+    pixel_decoder=dict(_decoder, type='CMAEPixelDecoder'),
     # the projector reads this and the momentum encoder: same width
-    feature_decoder=dict(_decoder, predict_feature_dim=embed_dims),
-    projector=dict(_neck, in_channels=embed_dims, hid_channels=256,
-                   out_channels=64),
+    feature_decoder=dict(
+        _decoder, type='CMAEFeatureDecoder', predict_feature_dim=embed_dims),
+    projector=dict(_neck, type='CMAEProjector', in_channels=embed_dims),
     head=dict(
         type='MoCoV3Head',
-        predictor=dict(_neck, in_channels=64, hid_channels=256,
-                       out_channels=64),
+        predictor=dict(_neck, type='CMAEPredictor', in_channels=64),
         loss=dict(type='CrossEntropyLoss', loss_weight=2 * temperature),
         temperature=temperature),
     rc_head=dict(

@@ -180,8 +180,7 @@ def main(argv=None):
         betas=(0.9, 0.95), weight_decay=0.05) for k, m in models.items()}
     phases = {
         'mae': ['backbone', 'neck'],
-        # CMAE's encoder runs through embed() + forward_tokens()
-        'cmae': ['.encode_online', 'pixel_decoder', 'feature_decoder',
+        'cmae': ['backbone', 'pixel_decoder', 'feature_decoder',
                  'projector', 'head.predictor', 'target_backbone',
                  'target_projector'],
     }

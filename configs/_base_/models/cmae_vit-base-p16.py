@@ -4,17 +4,12 @@
 # final LayerNorm, pixel decoder 8x512, feature decoder 2x512, projector
 # 768-1536-256 and predictor 256-1536-256 (SyncBN eps 1e-6, no last BN or
 # bias), InfoNCE tau 0.07 scaled by 2 tau (MoCo v3), EMA 0.996 constant.
+# The boxes' names say which part of the figure each is (CMAEPixelDecoder
+# and CMAEFeatureDecoder are MMPretrain's MAEPretrainDecoder with the
+# official init; CMAEProjector / CMAEPredictor its NonLinearNeck, official
+# by default); the momentum encoder is built from `backbone`.
 temperature = 0.07
-_neck = dict(
-    type='NonLinearNeck',
-    num_layers=2,
-    with_bias=True,
-    with_last_bn=False,
-    with_last_bias=False,
-    with_avg_pool=False,
-    norm_cfg=dict(type='SyncBN', eps=1e-6))
 _decoder = dict(
-    type='MAEPretrainDecoder',
     num_patches=196,
     patch_size=16,
     in_chans=3,
@@ -33,15 +28,17 @@ model = dict(
     backbone=dict(
         type='CMAEViT', arch='base', img_size=224, patch_size=16,
         drop_path_rate=0.0, final_norm=True),
-    pixel_decoder=dict(_decoder, decoder_depth=8),
+    pixel_decoder=dict(_decoder, type='CMAEPixelDecoder', decoder_depth=8),
     # 16 * 16 * 3 = 768 = the encoder width, as the official code has it
-    feature_decoder=dict(_decoder, decoder_depth=2, predict_feature_dim=768),
-    projector=dict(_neck, in_channels=768, hid_channels=1536,
-                   out_channels=256),
+    feature_decoder=dict(
+        _decoder,
+        type='CMAEFeatureDecoder',
+        decoder_depth=2,
+        predict_feature_dim=768),
+    projector=dict(type='CMAEProjector', in_channels=768),
     head=dict(
         type='MoCoV3Head',
-        predictor=dict(_neck, in_channels=256, hid_channels=1536,
-                       out_channels=256),
+        predictor=dict(type='CMAEPredictor'),
         loss=dict(type='CrossEntropyLoss', loss_weight=2 * temperature),
         temperature=temperature),
     rc_head=dict(

@@ -9,37 +9,45 @@
 Loss = loss_rc (normalised pixels, masked patches)
      + lambda_c * 2 tau * InfoNCE(q, all-gathered k), one direction.
 
-Reused from MMPretrain: ``MAEPretrainDecoder`` (both decoders),
-``MAEPretrainHead`` (reconstruction), ``NonLinearNeck`` (projector,
-predictor) and ``MoCoV3Head`` (InfoNCE with the global batch's negatives,
-``loss_weight = 2 tau``). The encoders are mmcae's :class:`CMAEViT`.
+The two branches are functions (``branches.py``). One class per box:
+:class:`CMAEViT` (online encoder, ``encoder.py``),
+:class:`CMAEMomentumEncoder` (``momentum_encoder.py``),
+:class:`CMAEPixelDecoder` / :class:`CMAEFeatureDecoder` (``decoders.py``,
+MMPretrain's ``MAEPretrainDecoder``), :class:`CMAEProjector` /
+:class:`CMAEPredictor` (``projector.py``, MMPretrain's ``NonLinearNeck``).
+Reused as they are: ``MAEPretrainHead`` (reconstruction) and ``MoCoV3Head``
+(predictor + InfoNCE with the global batch's negatives,
+``loss_weight = 2 tau``).
 """
 import warnings
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn as nn
+from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
-from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import (MaskIds, init_linear_xavier, mask_ids, split_views,
-                      step_inputs)
+from ..layers import MaskIds, split_views, step_inputs
+from .branches import online_branch, target_branch
+from .decoders import CMAEFeatureDecoder, CMAEPixelDecoder
+from .encoder import CMAEViT
+from .momentum_encoder import CMAEMomentumEncoder
 
-__all__ = ['CMAE', 'restore_ids']
+__all__ = ['CMAE']
 
 
-def restore_ids(mask: torch.Tensor) -> torch.Tensor:
-    """``ids_restore`` of MAE's decoder for visible tokens kept in order.
+def _as_box(cfg: dict, generic: type, box: type) -> dict:
+    """``cfg`` with ``generic`` (named or as a class) replaced by ``box``.
 
-    The encoder keeps the visible tokens in patch order (the official code
-    keeps them in noise order: attention does not care). The decoder
-    appends the mask tokens and gathers with ``ids_restore``, the inverse of
-    "visible patches in order, then masked patches in order".
+    The boxes take the generic class's arguments and keep its parameter
+    names, so configs written for MMPretrain's ``MAEPretrainDecoder`` (or
+    a plain ``CMAEViT`` momentum encoder) build the same model and load
+    the same checkpoints; the box adds the official init / pooling.
     """
-    ids_shuffle = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
-    return torch.argsort(ids_shuffle, dim=1)
+    if cfg.get('type') in (generic.__name__, generic):
+        cfg = dict(cfg, type=box)
+    return cfg
 
 
 @MODELS.register_module()
@@ -48,13 +56,16 @@ class CMAE(BaseSelfSupervisor):
 
     Args:
         backbone: online :class:`CMAEViT` (``final_norm=True``).
-        target_backbone: overrides of ``backbone`` for the momentum encoder
-            (default ``final_norm=False``, as the official config).
-        pixel_decoder / feature_decoder: ``MAEPretrainDecoder`` configs
-            (depth 8 and 2 for ViT-B).
-        projector: ``NonLinearNeck`` (768-1536-256); the momentum projector
-            is a second instance updated by EMA.
-        head: ``MoCoV3Head`` with the predictor, ``temperature=0.07`` and
+        target_backbone: overrides of ``backbone`` for the momentum encoder,
+            a :class:`CMAEMomentumEncoder` (``final_norm=False``, as the
+            official config) when ``backbone`` is a ``CMAEViT``.
+        pixel_decoder / feature_decoder: :class:`CMAEPixelDecoder` /
+            :class:`CMAEFeatureDecoder` configs (depth 8 and 2 for ViT-B);
+            ``MAEPretrainDecoder`` is read as these.
+        projector: :class:`CMAEProjector` (768-1536-256); the momentum
+            projector is a second instance updated by EMA.
+        head: ``MoCoV3Head`` with the predictor (:class:`CMAEPredictor`),
+            ``temperature=0.07`` and
             ``loss=CrossEntropyLoss(loss_weight=2 * 0.07)``.
         rc_head: ``MAEPretrainHead(norm_pix=True)``.
         lambda_c: weight of the contrastive term on top of the head's
@@ -82,11 +93,14 @@ class CMAE(BaseSelfSupervisor):
             head=head,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        tcfg = dict(backbone, final_norm=False)
+        tcfg = _as_box(dict(backbone, final_norm=False), CMAEViT,
+                       CMAEMomentumEncoder)
         tcfg.update(target_backbone or {})
         self.target_backbone = MODELS.build(tcfg)
-        self.pixel_decoder = MODELS.build(pixel_decoder)
-        self.feature_decoder = MODELS.build(feature_decoder)
+        self.pixel_decoder = MODELS.build(
+            _as_box(pixel_decoder, MAEPretrainDecoder, CMAEPixelDecoder))
+        self.feature_decoder = MODELS.build(
+            _as_box(feature_decoder, MAEPretrainDecoder, CMAEFeatureDecoder))
         self.projector = MODELS.build(projector)
         self.target_projector = MODELS.build(projector)
         self.rc_head = MODELS.build(rc_head)
@@ -108,11 +122,11 @@ class CMAE(BaseSelfSupervisor):
             if extra:
                 raise ValueError(f'{name} has parameters that its online '
                                  f'counterpart lacks: {extra}')
-        for m in (self.target_backbone, self.target_projector):
-            m.requires_grad_(False)
-        # usable without runner.init_weights (tests, the demo's random
-        # baseline): the decoders' sin-cos tables are filled there
-        self._init_decoders()
+        self.target_backbone.requires_grad_(False)
+        self.target_projector.requires_grad_(False)
+        # after every box is built: the same random draws as before
+        for dec in (self.pixel_decoder, self.feature_decoder):
+            dec.init_official()
         self.copy_online_to_target()
 
     # ------------------------------------------------------------------ EMA
@@ -147,38 +161,11 @@ class CMAE(BaseSelfSupervisor):
         torch._foreach_mul_(tgt, m)
         torch._foreach_add_(tgt, src, alpha=1 - m)
 
-    def _init_decoders(self):
-        for dec in (self.pixel_decoder, self.feature_decoder):
-            # what MAEPretrainDecoder.init_weights does, without marking it
-            # initialised (the runner's init_weights still runs it)
-            dec.decoder_pos_embed.data.copy_(
-                build_2d_sincos_position_embedding(
-                    int(dec.num_patches**.5),
-                    dec.decoder_pos_embed.shape[-1],
-                    cls_token=True))
-            nn.init.normal_(dec.mask_token, std=.02)
-            # the official decoders xavier-init their Linear layers
-            # (MMSelfSup 0.x); MMPretrain leaves that to the MAE config's
-            # algorithm-level init_cfg, which would also reach the
-            # projector (official: torch's default init).
-            init_linear_xavier(dec)
-
     def init_weights(self):
         super().init_weights()
         self.copy_online_to_target()
 
     # ----------------------------------------------------------------- loss
-    def encode_online(self, img: torch.Tensor, mask):
-        """``mask``: :class:`~mmcae.models.layers.MaskIds` or (B, N) bool."""
-        return self.backbone.forward_tokens(self.backbone.embed(img),
-                                            mask_ids(mask).visible)
-
-    @torch.no_grad()
-    def encode_target(self, img_t: torch.Tensor) -> torch.Tensor:
-        """Momentum projector on the mean patch token (cls excluded)."""
-        feats = self.target_backbone(img_t)[:, 1:].mean(1)
-        return self.target_projector((feats, ))[0]
-
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         if self.training:
@@ -197,16 +184,13 @@ class CMAE(BaseSelfSupervisor):
                      mask: MaskIds) -> Dict[str, torch.Tensor]:
         """The step's tensor work, from the two views and the mask indices:
         static shapes, no host sync (what ``torch.compile`` traces)."""
-        latent = self.encode_online(img, mask)
-        ids_restore = restore_ids(mask.mask)
-
-        pred = self.pixel_decoder(latent, ids_restore)
+        pred, z = online_branch(self.backbone, self.pixel_decoder,
+                                self.feature_decoder, self.projector, img,
+                                mask)
         loss_rc = self.rc_head.loss(pred, img, mask.mask.to(pred.dtype))
-
-        feat = self.feature_decoder(latent, ids_restore).mean(1)
-        q = self.projector((feat, ))[0]
-        k = self.encode_target(img_t)
-        loss_ct = self.head.loss(q, k)
+        k = target_branch(self.target_backbone, self.target_projector, img_t)
+        # the head's predictor turns the projection z into q
+        loss_ct = self.head.loss(z, k)
         return dict(loss_rc=loss_rc, loss_ct=self.lambda_c * loss_ct)
 
     def extract_feat(self, inputs):

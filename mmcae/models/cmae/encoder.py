@@ -1,8 +1,12 @@
 """CMAE's encoder: CAE's ViT with MAE's block settings and init."""
+from typing import Optional, Union
+
+import torch
 import torch.nn as nn
 
 from ...registry import ROOT_MODELS
 from ..cae.encoder import CAEViT
+from ..layers import MaskIds
 
 __all__ = ['CMAEViT']
 
@@ -21,6 +25,16 @@ class CMAEViT(CAEViT):
     def __init__(self, *args, layer_scale_init_value=None, **kwargs):
         super().__init__(
             *args, layer_scale_init_value=layer_scale_init_value, **kwargs)
+
+    def forward(self,
+                x: torch.Tensor,
+                mask: Optional[Union[torch.Tensor, MaskIds]] = None):
+        """As :class:`CAEViT`'s; ``mask`` may also be the step's
+        :class:`~mmcae.models.layers.MaskIds` (no host sync: the visible
+        indices are already there)."""
+        if isinstance(mask, MaskIds) and self.out_type is None:
+            return self.forward_tokens(self.embed(x), mask.visible)
+        return super().forward(x, mask)
 
     def _init_official(self):
         # MAE's initialize_weights: xavier on the flattened patch
