@@ -3,6 +3,8 @@ import os
 import socket
 import subprocess
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -36,3 +38,68 @@ def test_dist_train_two_processes_gloo(tmp_path):
     assert (tmp_path / 'w' / 'epoch_1.pth').is_file()
     # 64 images / (2 ranks x 8) = 4 iterations per epoch
     assert 'Epoch(train) [1][4/4]' in out
+
+
+def _stub(path, name, text):
+    path.mkdir(exist_ok=True)
+    f = path / name
+    f.write_text('#!/bin/bash\n' + text)
+    f.chmod(0o755)
+
+
+@pytest.mark.parametrize('script,args,expected', [
+    ('dist_train.sh', ['c.py', '2', '--amp', 'bf16'],
+     'PY -m torch.distributed.run --nnodes=1 --node_rank=0 '
+     '--master_addr=127.0.0.1 --nproc_per_node=2 --master_port=29500 '
+     '{tools}/train.py c.py --launcher pytorch --amp bf16'),
+    ('dist_test.sh', ['c.py', 'ck.pth', '3', '--out', 'r.pkl'],
+     'PY -m torch.distributed.run --nnodes=1 --node_rank=0 '
+     '--master_addr=127.0.0.1 --nproc_per_node=3 --master_port=29500 '
+     '{tools}/test.py c.py ck.pth --launcher pytorch --out r.pkl'),
+    ('transfer/dist_test.sh', ['c.py', 'ck.pth', '1'],
+     'PY -m torch.distributed.run --nnodes=1 --node_rank=0 '
+     '--master_addr=127.0.0.1 --nproc_per_node=1 --master_port=29500 '
+     '{tools}/transfer/test.py c.py ck.pth --launcher pytorch'),
+    ('slurm_train.sh', ['p', 'j', 'c.py', 'wd', '--resume'],
+     'SRUN -p p --job-name=j --ntasks=8 --ntasks-per-node=8 '
+     '--cpus-per-task=5 --kill-on-bad-exit=1 PY -u {tools}/train.py c.py '
+     '--work-dir=wd --launcher=slurm --resume'),
+    ('slurm_train.sh', ['p', 'j', 'c.py', ''],
+     'SRUN -p p --job-name=j --ntasks=8 --ntasks-per-node=8 '
+     '--cpus-per-task=5 --kill-on-bad-exit=1 PY -u {tools}/train.py c.py '
+     '--launcher=slurm'),
+    ('slurm_test.sh', ['p', 'j', 'c.py', 'ck.pth', '--out', 'r.pkl'],
+     'SRUN -p p --job-name=j --ntasks=8 --ntasks-per-node=8 '
+     '--cpus-per-task=5 --kill-on-bad-exit=1 PY -u {tools}/test.py c.py '
+     'ck.pth --launcher=slurm --out r.pkl'),
+    ('transfer/slurm_train.sh', ['p', 'j', 'c.py', 'wd'],
+     'SRUN -p p --job-name=j --ntasks=8 --ntasks-per-node=8 '
+     '--cpus-per-task=5 --kill-on-bad-exit=1 PY -u '
+     '{tools}/transfer/train.py c.py --work-dir=wd --launcher=slurm'),
+])
+def test_launchers_hand_the_entry_point_its_arguments(tmp_path, script,
+                                                      args, expected):
+    """The four launchers (and tools/transfer/'s) share tools/launch.sh:
+    each runs its own entry point with its own positional arguments; the
+    interpreter and srun are stubs that print what they were given."""
+    bin_dir = tmp_path / 'bin'
+    _stub(bin_dir, 'PY', 'echo "PY $*"\n')
+    _stub(bin_dir, 'srun', 'echo "SRUN $*"\n')
+    env = dict(os.environ, PYTHON='PY', GRES='',
+               PATH=f'{bin_dir}:{os.environ["PATH"]}')
+    for k in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS', 'PORT',
+              'NNODES', 'NODE_RANK', 'MASTER_ADDR', 'MMCAE_ENTRY'):
+        env.pop(k, None)
+    r = subprocess.run(['bash', os.path.join(ROOT, 'tools', script)] + args,
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    tools = os.path.join(ROOT, 'tools')
+    assert r.stdout.strip() == expected.format(tools=tools), r.stdout
+
+
+def test_launch_refuses_an_unknown_kind():
+    r = subprocess.run(
+        ['bash', os.path.join(ROOT, 'tools', 'launch.sh'), 'mpi', 'train'],
+        capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert 'usage: bash tools/launch.sh dist|slurm train|test' in r.stderr

@@ -162,6 +162,17 @@ def test_test_tool_refuses_pretraining_config(tmp_path, monkeypatch):
     assert not (tmp_path / 'w').exists()
 
 
+def test_test_tool_refuses_out_that_is_no_pickle(tmp_path, monkeypatch):
+    # refused before a Runner is built, with the file named (mmengine's
+    # DumpResults would say only "must be a pkl file", after the model)
+    with pytest.raises(ValueError, match='--out must be a .pkl file, got '
+                       + str(tmp_path / 'r.json')):
+        run_tool(monkeypatch, 'test.py', [
+            LINEAR, str(tmp_path / 'x.pth'), '--work-dir',
+            str(tmp_path / 'w'), '--out', str(tmp_path / 'r.json')])
+    assert not (tmp_path / 'w').exists()
+
+
 def _linear_cfg(tmp_path, scenes):
     cfg = Config.fromfile(LINEAR)
     cfg.work_dir = str(tmp_path / 'w')

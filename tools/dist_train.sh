@@ -1,29 +1,6 @@
 #!/usr/bin/env bash
 # Usage: bash tools/dist_train.sh CONFIG GPUS [train.py args...]
 # Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT as in MMPretrain.
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-# The project's .venv unless another environment is active (or PYTHON set).
-if [ -z "${PYTHON:-}" ]; then
-    if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
-        PYTHON="$ROOT/.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes=$NNODES \
-    --node_rank=$NODE_RANK \
-    --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS \
-    --master_port=$PORT \
-    "${MMCAE_ENTRY:-$(dirname "$0")/train.py}" \
-    $CONFIG \
-    --launcher pytorch ${@:3}
+# PYTHON: the interpreter (default: the project's .venv unless another
+# environment is active).  MMCAE_ENTRY: the script to run (tools/train.py).
+exec bash "$(dirname "$0")/launch.sh" dist train "$@"

@@ -1,40 +1,6 @@
 #!/usr/bin/env bash
-# Usage: [GRES=gpu:8|""] [GPUS=32] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...]
+# Usage: [GRES=gpu:8|""] [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...]
 #        bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] [PY_ARGS...]
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-# The project's .venv unless another environment is active (or PYTHON set).
-if [ -z "${PYTHON:-}" ]; then
-    if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
-        PYTHON="$ROOT/.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
-set -x
-
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-# GRES="" drops --gres for partitions without GPUs (CPU nodes, gloo).
-GRES=${GRES-gpu:${GPUS_PER_NODE}}
-GRES_ARG=""
-if [ -n "$GRES" ]; then GRES_ARG="--gres=${GRES}"; fi
-PY_ARGS=${@:5}
-WORK_DIR_ARG=""
-if [ -n "$WORK_DIR" ]; then WORK_DIR_ARG="--work-dir=${WORK_DIR}"; fi
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-srun -p ${PARTITION} \
-    --job-name=${JOB_NAME} \
-    ${GRES_ARG} \
-    --ntasks=${GPUS} \
-    --ntasks-per-node=${GPUS_PER_NODE} \
-    --cpus-per-task=${CPUS_PER_TASK} \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "${MMCAE_ENTRY:-$(dirname "$0")/train.py}" ${CONFIG} ${WORK_DIR_ARG} --launcher="slurm" ${PY_ARGS}
+# PYTHON: the interpreter (default: the project's .venv unless another
+# environment is active).  MMCAE_ENTRY: the script to run (tools/train.py).
+exec bash "$(dirname "$0")/launch.sh" slurm train "$@"

@@ -4,28 +4,21 @@
         [--amp [fp16|bf16|fp32]] [--compile] [--auto-scale-lr]
         [--cfg-options k=v ...] [--launcher pytorch|slurm]
 """
-import argparse
-import os
 import os.path as osp
 import sys
-
-from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 # Running from a checkout without `pip install -e .` still finds mmcae.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmcae.utils import (check_cfg_options, check_config_types,  # noqa: E402
-                         finish_distributed,
-                         check_data_roots, setup_safe_torch_load,
-                         use_gloo_without_cuda)
-from mmcae.utils.preflight import follow_num_workers, load_config  # noqa
+from mmcae.apis.entry import (add_launch_args, drop_validation,  # noqa: E402
+                              entry_parser, load_entry_config,
+                              merge_cfg_options, parse_entry_args, run_entry,
+                              set_launcher_and_work_dir, set_resume)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser = entry_parser('Train a model', 'train config file path',
+                          'the dir to save logs and models')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -66,26 +59,12 @@ def parse_args():
         help='whether to disable the persistent_workers option in '
         'dataloaders.')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument(
         '--tensorboard',
         action='store_true',
         help='also log to TensorBoard (event files beside scalars.json in '
         'the run\'s vis_data/; needs the tensorboard package)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launch_args(parser)
+    return parse_entry_args(parser)
 
 
 AMP_CHOICES = ('fp16', 'bf16', 'fp32')
@@ -131,67 +110,39 @@ def set_precision(cfg, amp: str):
 def merge_args(cfg, args):
     """Merge CLI arguments into the config, as MMPretrain's train.py."""
     if args.no_validate:
-        cfg.val_cfg = None
-        cfg.val_dataloader = None
-        cfg.val_evaluator = None
-    cfg.launcher = args.launcher
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+        drop_validation(cfg)
+    set_launcher_and_work_dir(cfg, args)
 
     if args.amp:
         set_precision(cfg, args.amp)
     if args.compile:
         cfg.compile = True
 
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
+    set_resume(cfg, args.resume)
 
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
 
-    def set_default_dataloader_cfg(cfg, field):
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(field, None) is None:
-            return
-        dataloader_cfg = cfg[field]
+            continue
         if args.no_pin_memory:
-            dataloader_cfg['pin_memory'] = False
+            cfg[field]['pin_memory'] = False
         if args.no_persistent_workers:
-            dataloader_cfg['persistent_workers'] = False
-
-    set_default_dataloader_cfg(cfg, 'train_dataloader')
-    set_default_dataloader_cfg(cfg, 'val_dataloader')
-    set_default_dataloader_cfg(cfg, 'test_dataloader')
+            cfg[field]['persistent_workers'] = False
 
     if args.tensorboard:
         from mmcae.visualization import add_tensorboard_backend
         add_tensorboard_backend(cfg)
 
-    if args.cfg_options is not None:
-        check_cfg_options(cfg, args.cfg_options)
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     return cfg
 
 
 def main():
     args = parse_args()
-    setup_safe_torch_load()
-    cfg = load_config(args.config)
-    cfg = merge_args(cfg, args)
-    follow_num_workers(cfg)
-    check_config_types(cfg)
-    check_data_roots(cfg)
-    use_gloo_without_cuda(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    finish_distributed()
+    cfg = merge_args(load_entry_config(args.config), args)
+    run_entry(cfg, 'train')
 
 
 if __name__ == '__main__':

@@ -9,7 +9,6 @@ official release), or ``random`` for the config's random init.  CFG gives
 the encoder (``model.backbone``); default: the demo's pretraining config.
 Images: scikit-image photos and embedded val scenes at the encoder's size.
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -19,32 +18,36 @@ DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'cae',
                           'cae_vit-demo-p8_1xb64-coslr-60e_embedded.py')
 
 
-def parse_args(argv=None):
+def encoder_parser(doc):
+    """The arguments of the encoder figures (this one, visualize_tsne.py):
+    CHECKPOINT OUT [--config] [--seed] [--cfg-options]."""
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    from mmcae.apis.entry import doc_parser
+    p = doc_parser(doc)
     p.add_argument('checkpoint', help="a checkpoint file, or 'random'")
     p.add_argument('out')
     p.add_argument('--config', default=DEFAULT_CONFIG)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p
+
+
+def parse_args(argv=None):
+    p = encoder_parser(__doc__)
     p.add_argument('--scenes', type=int, default=4)
     p.add_argument('--photos', type=int, default=4,
                    help='scikit-image photos first (0-4)')
     p.add_argument('--mass', type=float, default=0.5)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
 
 
 def load_encoder(args):
     import torch
-    from mmengine.config import Config
 
-    import mmcae  # noqa: F401
+    from mmcae.apis.entry import load_tool_config
     from mmcae.visualization import build_encoder
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_tool_config(args.config, args.cfg_options)
     torch.manual_seed(args.seed)
     ckpt = None if args.checkpoint == 'random' else args.checkpoint
     return build_encoder(cfg.model.backbone, ckpt)

@@ -4,7 +4,6 @@
     python tools/analysis/visualize_reconstruction.py CONFIG CHECKPOINT OUT.png
         [--mask-ratio 0.5] [--seed 0] [--scenes 4] [--cfg-options k=v ...]
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -12,10 +11,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def main():
-    from mmengine.config import Config, DictAction
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from mmengine.config import DictAction
+
+    from mmcae.apis.entry import doc_parser, load_tool_config
+    p = doc_parser(__doc__)
     p.add_argument('config')
     p.add_argument('checkpoint')
     p.add_argument('out')
@@ -28,13 +27,10 @@ def main():
 
     from mmengine.runner import load_checkpoint
 
-    import mmcae  # noqa: F401
     from mmcae.registry import MODELS
     from mmcae.visualization import photos_and_scenes_figure
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_tool_config(args.config, args.cfg_options)
     model = MODELS.build(cfg.model)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     if not hasattr(model, 'reconstruct') or not hasattr(model.head,

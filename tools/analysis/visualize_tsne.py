@@ -13,26 +13,16 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from visualize_attention import DEFAULT_CONFIG, load_encoder  # noqa: E402
+from visualize_attention import encoder_parser, load_encoder  # noqa: E402
 
 
 def parse_args(argv=None):
-    import argparse
-
-    from mmengine.config import DictAction
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('checkpoint', help="a checkpoint file, or 'random'")
-    p.add_argument('out')
-    p.add_argument('--config', default=DEFAULT_CONFIG)
+    p = encoder_parser(__doc__)
     p.add_argument('--num', type=int, default=600,
                    help='embedded scenes (the first N of the split)')
     p.add_argument('--split', default='val', choices=['train', 'val'])
     p.add_argument('--feature', default='mean', choices=['mean', 'cls'])
     p.add_argument('--batch-size', type=int, default=100)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
 
 

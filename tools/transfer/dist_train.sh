@@ -4,4 +4,4 @@
 # MMSegmentation's way of training, instead of MMPretrain's.
 # Usage: bash tools/transfer/dist_train.sh <the arguments of tools/dist_train.sh>
 HERE="$(cd "$(dirname "$0")" && pwd)"
-MMCAE_ENTRY="$HERE/train.py" exec bash "$HERE/../dist_train.sh" "$@"
+MMCAE_ENTRY="$HERE/train.py" exec bash "$HERE/../launch.sh" dist train "$@"

@@ -4,4 +4,4 @@
 # MMSegmentation's way of testing, instead of MMPretrain's.
 # Usage: bash tools/transfer/slurm_test.sh <the arguments of tools/slurm_test.sh>
 HERE="$(cd "$(dirname "$0")" && pwd)"
-MMCAE_ENTRY="$HERE/test.py" exec bash "$HERE/../slurm_test.sh" "$@"
+MMCAE_ENTRY="$HERE/test.py" exec bash "$HERE/../launch.sh" slurm test "$@"

@@ -9,28 +9,22 @@ picks the toolbox).
 Configs with an ``embedded_data`` entry (the embedded runs) get their data
 generated first (atomically; concurrent ranks wait for one writer).
 """
-import argparse
-import os
 import os.path as osp
 import sys
-
-from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 # Running from a checkout without `pip install -e .` still finds mmcae.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
-from mmcae.datasets import prepare_embedded_data  # noqa: E402
-from mmcae.utils.transfer_config import load_transfer_config  # noqa: E402
-from mmcae.utils import (finish_distributed, setup_safe_torch_load,  # noqa
-                         use_gloo_without_cuda)
+from mmcae.apis.entry import (add_launch_args, drop_validation,  # noqa: E402
+                              entry_parser, load_entry_config,
+                              merge_cfg_options, parse_entry_args, run_entry,
+                              set_launcher_and_work_dir, set_resume)
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description='Train a transfer model')
-    p.add_argument('config', help='train config file path')
-    p.add_argument('--work-dir', help='the dir to save logs and models')
+    p = entry_parser('Train a transfer model', 'train config file path',
+                     'the dir to save logs and models')
     p.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT, or from the latest checkpoint in the work '
@@ -42,32 +36,19 @@ def parse_args():
                    'detection runs do)')
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale the lr with the total batch size')
-    p.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, key=value (e.g. '
+    add_launch_args(
+        p, 'override config entries, key=value (e.g. '
         'model.backbone.init_cfg.checkpoint=CKPT or '
         'model.backbone.init_cfg=None for random init)')
-    p.add_argument('--launcher', default='none',
-                   choices=['none', 'pytorch', 'slurm', 'mpi'])
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_entry_args(p)
 
 
 def build_cfg(args):
-    cfg = load_transfer_config(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_entry_config(args.config, transfer=True)
+    merge_cfg_options(cfg, args.cfg_options, check=False)
+    set_launcher_and_work_dir(cfg, args)
     if args.no_validate:
-        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+        drop_validation(cfg)
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') not in (
                 'OptimWrapper', 'AmpOptimWrapper'):
@@ -77,22 +58,12 @@ def build_cfg(args):
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
+    set_resume(cfg, args.resume)
     return cfg
 
 
 def main():
-    args = parse_args()
-    setup_safe_torch_load()
-    cfg = build_cfg(args)
-    prepare_embedded_data(cfg)
-    use_gloo_without_cuda(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    finish_distributed()
+    run_entry(build_cfg(parse_args()), 'train', transfer=True)
 
 
 if __name__ == '__main__':
