@@ -48,9 +48,9 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(
-    0, os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
 from mmcae.models.cae.encoder import CAE_ARCHS  # noqa: E402
 
 IMPLS = ('mmcae', 'mmpretrain')
@@ -139,35 +139,25 @@ def _peak_rss_bytes():
 
 
 def _mmcae_cfg(arch, drop_path):
+    """The shipped CAE model config at ``arch``'s width, DALL-E random.
+
+    Drop path on the encoder only (``--drop-path``), as MMPretrain's side.
+    """
+    from mmengine.config import Config
     a = ARCHS[arch]
     dims, heads = a['embed_dims'], a['num_heads']
-    return dict(
-        type='ContextAutoencoder',
-        backbone=dict(
-            type='CAEViT',
-            arch=arch,
-            img_size=224,
-            patch_size=16,
-            drop_path_rate=drop_path,
-            layer_scale_init_value=0.1),
-        regressor=dict(
-            type='LatentContextualRegressor',
-            embed_dims=dims,
-            depth=4,
-            num_heads=heads,
-            layer_scale_init_value=0.1),
-        decoder=dict(
-            type='CAEDecoder',
-            embed_dims=dims,
-            depth=4,
-            num_heads=heads,
-            layer_scale_init_value=0.1),
-        head=dict(
-            type='CAETokenPredictionHead', embed_dims=dims,
-            num_classes=8192),
-        alignment=dict(type='CAEAlignment', loss_weight=2.0),
+    model = Config.fromfile(
+        os.path.join(ROOT, 'configs', '_base_', 'models',
+                     'cae_vit-base-p16.py')).model.to_dict()
+    model['backbone'].update(arch=arch, drop_path_rate=drop_path)
+    for part in ('regressor', 'decoder'):
+        model[part].update(embed_dims=dims, num_heads=heads,
+                           drop_path_rate=0.)
+    model['head']['embed_dims'] = dims
+    model.update(
         target_generator=dict(type='DALLEEncoder', random_init=True),
         data_preprocessor=None)
+    return model
 
 
 def _mmpretrain_cfg(arch, drop_path, num_masked):
@@ -555,7 +545,6 @@ def _phases(model, optim, target_fn, inputs, loss_args, device, args):
 
 
 def _top_ops(step, device, k=15):
-    import torch
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU]
     if device.type == 'cuda':
