@@ -15,9 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcae.models.teachers.clip import (CLIPTeacher,
-                                                 arch_of_converted,
-                                                 convert_clip_visual)
+from mmcae.convert.clip import arch_of_converted, convert_clip_visual
+from mmcae.models.teachers.clip import CLIPTeacher
 from mmcae.registry import MODELS
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))

@@ -16,11 +16,11 @@ import torch
 import torch.nn as nn
 
 from dall_e.encoder import Encoder as OpenAIEncoder  # test dependency
-from mmcae.models.teachers.dalle import (
-    OPENAI_ENCODER_URL, DALLEEncoder, convert_openai_dalle_encoder)
-from mmcae.registry import MODELS
+from mmcae.convert.dalle import convert_openai_dalle_encoder
 from mmcae.convert.restricted_pickle import (ForbiddenGlobalError,
-                                           load_tensors_restricted)
+                                             load_tensors_restricted)
+from mmcae.models.teachers.dalle import OPENAI_ENCODER_URL, DALLEEncoder
+from mmcae.registry import MODELS
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 

@@ -28,9 +28,11 @@ except ImportError:  # running from a checkout that is not installed
 
 import torch  # noqa: E402
 
-from mmcae.models.teachers.clip import (  # noqa: E402
-    CLIPTeacher, arch_of_converted, convert_clip_visual)
-from mmcae.utils import file_sha256, save_checkpoint_atomic  # noqa: E402
+from mmcae.convert.clip import (  # noqa: E402
+    arch_of_converted, convert_clip_visual)
+from mmcae.convert.common import file_sha256  # noqa: E402
+from mmcae.models.teachers.clip import CLIPTeacher  # noqa: E402
+from mmcae.utils import save_checkpoint_atomic  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -25,9 +25,11 @@ except ImportError:  # running from a checkout that is not installed
 
 import torch  # noqa: E402
 
+from mmcae.convert.common import file_sha256  # noqa: E402
+from mmcae.convert.dalle import convert_openai_dalle_encoder  # noqa: E402
 from mmcae.models.teachers.dalle import (  # noqa: E402
-    DALLEEncoder, convert_openai_dalle_encoder)
-from mmcae.utils import file_sha256, save_checkpoint_atomic  # noqa: E402
+    OPENAI_ENCODER_URL, DALLEEncoder)
+from mmcae.utils import save_checkpoint_atomic  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,7 +49,7 @@ def main(argv=None):
     meta = dict(
         source=osp.basename(args.src),
         source_sha256=file_sha256(args.src),
-        source_url='https://cdn.openai.com/dall-e/encoder.pkl',
+        source_url=OPENAI_ENCODER_URL,
         converter='tools/model_converters/dalle_to_mmcae.py',
         format='mmcae.DALLEEncoder',
         # str(): a TorchVersion object is not weights_only-loadable
