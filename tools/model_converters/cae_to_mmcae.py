@@ -13,8 +13,6 @@ import argparse
 import os.path as osp
 import sys
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmcae.models import CAEViT  # noqa: E402
