@@ -3,14 +3,18 @@ its wrappers, prefixes off, renames, and a key / shape check that lists
 everything that does not fit.
 """
 import hashlib
+import os
+import os.path as osp
 import re
-from typing import Iterable, Mapping, Sequence, Tuple
+from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from mmcae.utils.atomic_io import save_checkpoint_atomic
+
 __all__ = [
     'unwrap', 'state_dict_of', 'strip_prefix', 'take_prefix', 'rename',
-    'check_state_dict', 'file_sha256'
+    'check_state_dict', 'file_sha256', 'save_converted_teacher'
 ]
 
 # Training code bases nest the weights under one of these (mmengine /
@@ -103,3 +107,31 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b''):
             h.update(block)
     return h.hexdigest()
+
+
+def save_converted_teacher(state_dict: Mapping[str, torch.Tensor],
+                           src: str,
+                           dst: str,
+                           teacher: type,
+                           meta: Optional[dict] = None,
+                           **teacher_kwargs) -> dict:
+    """Write a frozen teacher's converted file ``{'state_dict', 'meta'}``.
+
+    ``meta`` gets the source's name and sha256, the teacher's converter and
+    format and torch's version. The temp file is loaded back with
+    ``teacher(checkpoint=tmp, **teacher_kwargs)`` (the real loader) before
+    it replaces ``dst``. Returns the meta written.
+    """
+    src = os.fspath(src)
+    meta = dict(
+        source=osp.basename(src),
+        source_sha256=file_sha256(src),
+        **(meta or {}),
+        converter=teacher.converter,
+        format=f'mmcae.{teacher.__name__}',
+        # str(): a TorchVersion object is not weights_only-loadable
+        torch_version=str(torch.__version__))
+    save_checkpoint_atomic(
+        {'state_dict': state_dict, 'meta': meta}, dst,
+        verify=lambda tmp: teacher(checkpoint=tmp, **teacher_kwargs))
+    return meta

@@ -19,7 +19,8 @@ class FrozenTeacher(BaseModule):
 
     A subclass builds its layers, then calls :meth:`_set_weights`; it names
     its converter and the released file in the class attributes below,
-    which every refusal message quotes.
+    which every refusal message quotes. The module is always frozen: no
+    parameter requires grad and ``train()`` keeps it in eval mode.
 
     Args:
         checkpoint (str, optional): local path of a file written by the

@@ -68,12 +68,8 @@ class CLIPTeacher(FrozenTeacher):
     """Frozen OpenAI CLIP image tower giving CAE v2's per-token targets.
 
     Args:
-        checkpoint (str, optional): local path of a checkpoint converted by
-            ``tools/model_converters/clip_to_mmcae.py`` (``{'state_dict':
-            ..., 'meta': ...}``; a bare state dict is accepted too). Required
-            unless ``random_init=True``.
-        random_init (bool): random weights, nothing loaded (tests and
-            benchmarks only); must not be combined with ``checkpoint``.
+        checkpoint, random_init: see :class:`FrozenTeacher` (the converter
+            is ``tools/model_converters/clip_to_mmcae.py``).
         arch (str): one of :data:`CLIP_ARCHS` (``'ViT-B/16'``: width 768,
             12 layers, 12 heads, patch 16, output 512, image 224).
         init_cfg: unused (weights come from ``checkpoint``).
@@ -86,9 +82,6 @@ class CLIPTeacher(FrozenTeacher):
     Output of :meth:`forward`: (B, 1 + H/p * W/p, output_dim), every token
     (cls first) of the last block through ``ln_post`` and ``proj``,
     L2-normalised per token; computed under ``torch.no_grad()``.
-
-    The module is always frozen: no parameter requires grad and ``train()``
-    keeps it in eval mode.
     """
     weights_name = 'CLIP'
     converter = CONVERTER

@@ -113,13 +113,9 @@ class DALLEEncoder(FrozenTeacher):
     """Frozen DALL-E dVAE encoder producing CAE's visual-token targets.
 
     Args:
-        checkpoint (str, optional): local path of a checkpoint converted by
-            ``tools/model_converters/dalle_to_mmcae.py`` (``{'state_dict':
-            ..., 'meta': ...}``; a bare state dict is accepted too). Required
-            unless ``random_init=True``.
-        random_init (bool): build with random weights (OpenAI's init:
-            N(0, 1/fan_in) weights, zero biases) and load nothing. Only for
-            tests and benchmarks; must not be combined with ``checkpoint``.
+        checkpoint, random_init: see :class:`FrozenTeacher` (the converter
+            is ``tools/model_converters/dalle_to_mmcae.py``; random weights
+            follow OpenAI's init: N(0, 1/fan_in) weights, zero biases).
         n_hid (int): width of the first group (256).
         n_blk_per_group (int): residual blocks per group (2).
         input_channels (int): 3.
@@ -134,15 +130,11 @@ class DALLEEncoder(FrozenTeacher):
             ``torch.autocast`` (which would cast every frozen weight again
             on every call): the trunk runs in this dtype whatever the
             student's precision.
-        init_cfg: unused (weights come from ``checkpoint``); accepted for
-            the BaseModule signature.
+        init_cfg: unused (weights come from ``checkpoint``).
 
     Input: images already mapped to [0.1, 0.9] (OpenAI's ``map_pixels``:
     ``0.8 * x + 0.1`` for x in [0, 1]; CAE's data preprocessor does
     ``0.8 * x / 255 + 0.1``), shape (B, 3, H, W), H and W multiples of 8.
-
-    The module is always frozen: no parameter requires grad and ``train()``
-    keeps it in eval mode.
     """
     group_count = 4  # fixed in OpenAI's Encoder too (not a constructor arg)
     weights_name = 'DALL-E encoder'
