@@ -170,21 +170,7 @@ def test_other_input_size(teacher):
         teacher(clip_images(size=100))
 
 
-def test_missing_file(tmp_path):
-    path = str(tmp_path / 'nope' / 'clip.pth')
-    with pytest.raises(FileNotFoundError) as e:
-        CLIPTeacher(checkpoint=path)
-    msg = str(e.value)
-    assert path in msg
-    assert 'python tools/model_converters/clip_to_mmcae.py ViT-B-16.pt' \
-        in msg
-
-
-def test_needs_checkpoint_or_random_init():
-    with pytest.raises(ValueError, match='random_init'):
-        CLIPTeacher()
-
-
+# missing file, no weight source: tests/test_frozen_teachers.py
 def test_wrong_keys(teacher, tmp_path):
     sd = dict(teacher.state_dict())
     sd.pop('proj')

@@ -19,7 +19,7 @@ from dall_e.encoder import Encoder as OpenAIEncoder  # test dependency
 from mmcae.convert.dalle import convert_openai_dalle_encoder
 from mmcae.convert.restricted_pickle import (ForbiddenGlobalError,
                                              load_tensors_restricted)
-from mmcae.models.teachers.dalle import OPENAI_ENCODER_URL, DALLEEncoder
+from mmcae.models.teachers.dalle import DALLEEncoder
 from mmcae.registry import MODELS
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
@@ -136,26 +136,11 @@ def test_registry_build_random():
     assert isinstance(enc, DALLEEncoder)
     assert not enc.training
     assert sum(p.numel() for p in enc.parameters()) == 53_786_240
-    with pytest.raises(ValueError, match='random_init'):
-        DALLEEncoder()
-    with pytest.raises(ValueError, match='not both'):
-        DALLEEncoder(checkpoint='x.pth', random_init=True)
 
 
 # --------------------------------------------------------------------------
-# loading errors
+# loading errors (missing file, no weight source: test_frozen_teachers.py)
 # --------------------------------------------------------------------------
-def test_missing_file_message(tmp_path):
-    path = str(tmp_path / 'nope' / 'dalle_encoder.pth')
-    with pytest.raises(FileNotFoundError) as info:
-        DALLEEncoder(checkpoint=path)
-    msg = str(info.value)
-    assert path in msg
-    assert OPENAI_ENCODER_URL in msg
-    assert ('python tools/model_converters/dalle_to_mmcae.py encoder.pkl '
-            f'{path}') in msg
-
-
 def test_wrong_keys_listed(converted, tmp_path):
     sd = torch.load(converted, map_location='cpu',
                     weights_only=True)['state_dict']

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mmcae.models import CLIPTeacher, DALLEEncoder
+from mmcae.models.teachers.dalle import OPENAI_ENCODER_URL
 from mmcae.utils import UnsafeCheckpointError, save_checkpoint_atomic
 
 SMALL = {
@@ -16,6 +17,11 @@ SMALL = {
 CONVERTER = {
     DALLEEncoder: 'tools/model_converters/dalle_to_mmcae.py',
     CLIPTeacher: 'tools/model_converters/clip_to_mmcae.py',
+}
+# the released file the converter command names, and where it comes from
+RELEASE = {
+    DALLEEncoder: ('encoder.pkl', OPENAI_ENCODER_URL),
+    CLIPTeacher: ('ViT-B-16.pt', 'open_clip'),
 }
 TEACHERS = pytest.mark.parametrize('cls', [DALLEEncoder, CLIPTeacher],
                                    ids=lambda c: c.__name__)
@@ -73,7 +79,9 @@ def test_refusals_name_file_and_converter(cls, tmp_path):
     missing = str(tmp_path / 'none' / 'w.pth')
     with pytest.raises(FileNotFoundError) as e:
         cls(checkpoint=missing, **SMALL[cls])
-    assert missing in str(e.value) and CONVERTER[cls] in str(e.value)
+    release, origin = RELEASE[cls]
+    assert f'python {CONVERTER[cls]} {release} {missing}' in str(e.value)
+    assert origin in str(e.value)
 
     sd = dict(t.state_dict())
     first = next(iter(sd))

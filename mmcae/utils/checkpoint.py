@@ -51,7 +51,7 @@ import torch
 __all__ = [
     'setup_safe_torch_load', 'safe_load', 'safe_load_url', 'check_loaded',
     'mmcae_safe_globals', 'CheckpointReadError', 'UnsafeCheckpointError',
-    'describe_unreadable', 'is_torchscript_archive'
+    'describe_unreadable', 'is_torchscript_archive', 'check_readable'
 ]
 
 
@@ -375,6 +375,19 @@ def describe_unreadable(path: str) -> str:
             f'{head[:24]!r}')
 
 
+def check_readable(path) -> str:
+    """``path`` as a string, once it is known to exist and to look like a
+    checkpoint; else ``FileNotFoundError`` / :class:`CheckpointReadError`
+    naming it and saying what it is."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    what = describe_unreadable(path)
+    if what:
+        raise CheckpointReadError(f'cannot load {path}: {what}')
+    return path
+
+
 def _first_line(e: BaseException) -> str:
     """torch's reason for refusing a file, without its advice to widen the
     allow-list or to load with ``weights_only=False``."""
@@ -402,12 +415,7 @@ def safe_load(path: str, map_location='cpu'):
         UnsafeCheckpointError: naming the file and the refused object when it
             holds anything outside the allow-list (its code is not run).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
-    what = describe_unreadable(path)
-    if what:
-        raise CheckpointReadError(f'cannot load {path}: {what}')
+    path = check_readable(path)
     return _load_checked(
         lambda: torch.load(path, map_location=map_location,
                            weights_only=True), path)
