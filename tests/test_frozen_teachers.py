@@ -84,16 +84,20 @@ def test_refusals_name_file_and_converter(cls, tmp_path):
     assert origin in str(e.value)
 
     sd = dict(t.state_dict())
-    first = next(iter(sd))
+    first, second = list(sd)[:2]
     del sd[first]
+    sd[second] = torch.zeros(7)
     sd['extra.weight'] = torch.zeros(1)
     wrong = str(tmp_path / 'wrong.pth')
     torch.save({'state_dict': sd}, wrong)
     with pytest.raises(ValueError) as e:
         cls(checkpoint=wrong, **SMALL[cls])
     msg = str(e.value)
-    assert wrong in msg and first in msg and 'extra.weight' in msg
-    assert CONVERTER[cls] in msg
+    assert wrong in msg and CONVERTER[cls] in msg
+    assert f'missing keys (1): [{first!r}]' in msg
+    assert "unexpected keys (1): ['extra.weight']" in msg
+    assert f'{second}: expected {tuple(t.state_dict()[second].shape)}, ' \
+        'got (7,)' in msg
 
     unsafe = str(tmp_path / 'unsafe.pth')
     torch.save({'state_dict': {}, 'x': _Opaque()}, unsafe)
