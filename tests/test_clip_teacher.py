@@ -15,9 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcae.models.teachers.clip import (CLIPTeacher,
-                                                 arch_of_converted,
-                                                 convert_clip_visual)
+from mmcae.convert.clip import arch_of_converted, convert_clip_visual
+from mmcae.models.teachers.clip import CLIPTeacher
 from mmcae.registry import MODELS
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
@@ -171,34 +170,8 @@ def test_other_input_size(teacher):
         teacher(clip_images(size=100))
 
 
-def test_missing_file(tmp_path):
-    path = str(tmp_path / 'nope' / 'clip.pth')
-    with pytest.raises(FileNotFoundError) as e:
-        CLIPTeacher(checkpoint=path)
-    msg = str(e.value)
-    assert path in msg
-    assert 'python tools/model_converters/clip_to_mmcae.py ViT-B-16.pt' \
-        in msg
-
-
-def test_needs_checkpoint_or_random_init():
-    with pytest.raises(ValueError, match='random_init'):
-        CLIPTeacher()
-
-
-def test_wrong_keys(teacher, tmp_path):
-    sd = dict(teacher.state_dict())
-    sd.pop('proj')
-    sd['backbone.extra.weight'] = torch.zeros(3)
-    path = str(tmp_path / 'bad.pth')
-    torch.save({'state_dict': sd}, path)
-    with pytest.raises(ValueError) as e:
-        CLIPTeacher(checkpoint=path)
-    msg = str(e.value)
-    assert path in msg and 'missing' in msg and "'proj'" in msg
-    assert 'unexpected' in msg and 'backbone.extra.weight' in msg
-
-    # an unconverted open_clip state dict (bare dict) is refused too
+# missing file, wrong keys, no weight source: tests/test_frozen_teachers.py
+def test_unconverted_state_dict_is_named(tmp_path):
     with pytest.raises(ValueError, match='unconverted CLIP'):
         CLIPTeacher(checkpoint=str(_bare_visual(tmp_path)))
 

@@ -70,13 +70,12 @@ def ensure_random_teacher(cfg):
         return
     import torch
     from mmcae.models import CLIPTeacher
+    from mmcae.utils import save_checkpoint_atomic
     torch.manual_seed(0)
     teacher = CLIPTeacher(random_init=True, arch=tg.get('arch', 'ViT-B/16'))
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    torch.save({'state_dict': teacher.state_dict(),
-                'meta': {'note': 'random init: no CLIP weights here'}}, tmp)
-    os.replace(tmp, path)
+    save_checkpoint_atomic(
+        {'state_dict': teacher.state_dict(),
+         'meta': {'note': 'random init: no CLIP weights here'}}, path)
     print(f'[demo] no CLIP weights can be downloaded here: saved a randomly '
           f'initialised CLIP teacher to {path} (the targets carry no CLIP '
           'knowledge)', flush=True)

@@ -5,11 +5,12 @@ prefix handling only; MMPretrain's ``CAEPretrainViT`` (BEiT) names are
 renamed.  Everything that is not the encoder (alignment/teacher copies,
 regressor, decoder, heads, tokenizer) is dropped.
 """
-import re
 from collections import OrderedDict
 from typing import Dict, Tuple
 
 import torch
+
+from .common import rename, state_dict_of, strip_prefix
 
 __all__ = ['convert_cae_encoder', 'detect_cae_layout', 'load_cae_encoder']
 
@@ -29,14 +30,6 @@ _MMPRETRAIN_RENAMES = [
     (r'^layers\.(\d+)\.', r'blocks.\1.'),
     (r'^ln1\.', 'norm.'),
 ]
-
-
-def _unwrap(ckpt) -> Dict[str, torch.Tensor]:
-    if isinstance(ckpt, dict):
-        for key in ('state_dict', 'model', 'module'):
-            if key in ckpt and isinstance(ckpt[key], dict):
-                return _unwrap(ckpt[key])
-    return ckpt
 
 
 def detect_cae_layout(sd: Dict[str, torch.Tensor]) -> Tuple[str, str]:
@@ -61,9 +54,7 @@ def convert_cae_encoder(ckpt) -> 'OrderedDict[str, torch.Tensor]':
     checkpoint (``{'state_dict': {'backbone.*', 'teacher.*', 'neck.*'...}}``)
     or an mmcae one (``backbone.*``).
     """
-    sd = _unwrap(ckpt)
-    sd = {(k[len('module.'):] if k.startswith('module.') else k): v
-          for k, v in sd.items()}
+    sd = strip_prefix(state_dict_of(ckpt), 'module.')
     layout, prefix = detect_cae_layout(sd)
     out = OrderedDict()
     for k, v in sd.items():
@@ -73,11 +64,7 @@ def convert_cae_encoder(ckpt) -> 'OrderedDict[str, torch.Tensor]':
         if name.startswith(_DROP):
             continue
         if layout == 'mmpretrain':
-            for pat, rep in _MMPRETRAIN_RENAMES:
-                new = re.sub(pat, rep, name)
-                if new != name:
-                    name = new
-                    break
+            name = rename(name, _MMPRETRAIN_RENAMES)
         out[name] = v
     return out
 

@@ -23,7 +23,8 @@ from typing import Dict, Sequence
 
 import torch
 
-from .cae import _MMPRETRAIN_RENAMES, _unwrap
+from .cae import _MMPRETRAIN_RENAMES
+from .common import rename, state_dict_of, strip_prefix, take_prefix
 
 __all__ = ['convert_cmae', 'cmae_backbone', 'fold_bgr_patch_embed']
 
@@ -65,12 +66,7 @@ def _rename_encoder(name: str, value, out: Dict[str, torch.Tensor]):
         out[f'blocks.{m.group(1)}.attn.q_bias'] = value[:c]
         out[f'blocks.{m.group(1)}.attn.v_bias'] = value[2 * c:]
         return
-    for pat, rep in _MMPRETRAIN_RENAMES:
-        new = re.sub(pat, rep, name)
-        if new != name:
-            name = new
-            break
-    out[name] = value
+    out[rename(name, _MMPRETRAIN_RENAMES)] = value
 
 
 def convert_cmae(ckpt, flip_channels: bool = True
@@ -82,9 +78,7 @@ def convert_cmae(ckpt, flip_channels: bool = True
     ``tools/extract_backbone_weights.py`` (then only ``backbone.*`` is
     returned). Unknown keys raise a ``ValueError`` naming them.
     """
-    sd = _unwrap(ckpt)
-    sd = {(k[len('module.'):] if k.startswith('module.') else k): v
-          for k, v in sd.items()}
+    sd = strip_prefix(state_dict_of(ckpt), 'module.')
     if not any(k.startswith(_ENCODERS) for k in sd):
         if not any(k.startswith('layers.') for k in sd):
             raise ValueError(
@@ -130,5 +124,4 @@ def convert_cmae(ckpt, flip_channels: bool = True
 def cmae_backbone(full: Dict[str, torch.Tensor]
                   ) -> 'OrderedDict[str, torch.Tensor]':
     """The online encoder only, without prefix (downstream use)."""
-    return OrderedDict((k[len('backbone.'):], v) for k, v in full.items()
-                       if k.startswith('backbone.'))
+    return OrderedDict(take_prefix(full, 'backbone.'))

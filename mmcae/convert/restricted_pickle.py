@@ -34,7 +34,6 @@ header records, which is restricted as well.
 """
 import _compat_pickle
 import collections
-import os
 import pickle
 import warnings
 import zipfile
@@ -43,7 +42,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from ..utils.checkpoint import (CheckpointReadError, _first_line,
-                                describe_unreadable)
+                                check_readable)
 
 __all__ = [
     'Unpickler', 'load', 'loads', 'UnpicklingError', 'ForbiddenGlobalError',
@@ -286,12 +285,7 @@ def load_tensors_restricted(path: str) -> TensorDict:
         ForbiddenGlobalError: the pickle references a global outside the
             allow-list (message names the file and the global).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'no such file: {path!r}')
-    what = describe_unreadable(path)
-    if what:
-        raise CheckpointReadError(f'cannot read {path}: {what}')
+    path = check_readable(path)
     import sys
     this_module = sys.modules[__name__]
     try:

@@ -161,7 +161,7 @@ class ResumeKeysCheckHook(Hook):
     mmengine resumes with ``strict=False``: missing, unexpected and
     misshaped keys only produce a log warning and training goes on with
     those weights at their random init.  Here the run stops before anything
-    is loaded, with the keys listed (``mmcae.utils.check_state_dict``).
+    is loaded, with the keys listed (``mmcae.convert.check_state_dict``).
     ``load_from`` without resume (fine-tuning) keeps mmengine's behaviour,
     unless ``check_load_from`` (``tools/test.py``: a checkpoint of another
     model would be evaluated half-random and still report a metric).
@@ -179,11 +179,10 @@ class ResumeKeysCheckHook(Hook):
         from mmengine.model import is_model_wrapper
         from mmengine.runner import find_latest_checkpoint
 
-        from ..utils import check_state_dict
+        from ..convert.common import check_state_dict, strip_prefix
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
-        given = {(k[len('module.'):] if k.startswith('module.') else k): v
-                 for k, v in checkpoint.get('state_dict', {}).items()}
+        given = strip_prefix(checkpoint.get('state_dict', {}), 'module.')
         source = getattr(runner, '_load_from', None) or \
             find_latest_checkpoint(runner.work_dir) or 'the checkpoint'
         check_state_dict(model.state_dict(), given, source,

@@ -1,4 +1,3 @@
 from .atomic_io import *  # noqa: F401,F403
 from .checkpoint import *  # noqa: F401,F403
 from .preflight import *  # noqa: F401,F403
-from .state_dict import *  # noqa: F401,F403

@@ -8,16 +8,24 @@ leaves a truncated ``epoch_N.pth`` that ``--resume`` then picks up.  With the
 rename, the destination is either the complete new file or untouched, and a
 failed save raises before CheckpointHook deletes any older checkpoint.
 Registered for the local (no-prefix) scheme when mmcae is imported.
+
+Every other file mmcae writes whole (converted checkpoints, figures) goes
+through the same :func:`atomic_path`.
 """
 import os
 import os.path as osp
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Callable, Optional, Union
 
+import torch
 from mmengine.fileio import LocalBackend, register_backend
 
-__all__ = ['AtomicLocalBackend', 'write_atomic', 'umask_mode']
+__all__ = [
+    'AtomicLocalBackend', 'atomic_path', 'write_atomic',
+    'save_checkpoint_atomic', 'umask_mode'
+]
 
 
 def _umask() -> int:
@@ -37,12 +45,20 @@ def umask_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~_umask()
 
 
-def write_atomic(data: bytes, filepath: Union[str, Path]) -> None:
-    """Write ``data`` to ``filepath`` via temp file + ``os.replace``.
+@contextmanager
+def atomic_path(filepath: Union[str, Path], suffix: str = '.tmp'):
+    """Yield a temp path next to ``filepath`` to write; when the block ends
+    without error, the temp file is synced, given the umask's mode and
+    renamed over ``filepath``.
+
+    ``suffix`` ends the temp name (keep the extension for writers that
+    pick the format from it, e.g. ``'.tmp.png'`` for matplotlib).
 
     Raises:
-        OSError: naming ``filepath``; nothing at ``filepath`` was changed and
-            no temp file is left behind.
+        OSError: naming ``filepath`` when the write, the sync or the rename
+            fails; other errors of the block (e.g. a verification) pass
+            through. Either way nothing at ``filepath`` was changed and no
+            temp file is left behind.
     """
     filepath = osp.abspath(os.fspath(filepath))
     folder = osp.dirname(filepath)
@@ -50,11 +66,14 @@ def write_atomic(data: bytes, filepath: Union[str, Path]) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            prefix=f'.{osp.basename(filepath)}.', suffix='.tmp', dir=folder)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            prefix=f'.{osp.basename(filepath)}.', suffix=suffix, dir=folder)
+        os.close(fd)
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, umask_mode())
         os.replace(tmp, filepath)
         tmp = None
@@ -66,6 +85,28 @@ def write_atomic(data: bytes, filepath: Union[str, Path]) -> None:
     finally:
         if tmp is not None and osp.exists(tmp):
             os.remove(tmp)
+
+
+def write_atomic(data: bytes, filepath: Union[str, Path]) -> None:
+    """Write ``data`` to ``filepath`` through :func:`atomic_path`."""
+    with atomic_path(filepath) as tmp, open(tmp, 'wb') as f:
+        f.write(data)
+
+
+def save_checkpoint_atomic(obj,
+                           dst: Union[str, Path],
+                           verify: Optional[Callable[[str], object]] = None
+                           ) -> str:
+    """``torch.save`` through :func:`atomic_path`, optionally loading the
+    temp file back with ``verify(tmp_path)`` first: a failed or interrupted
+    conversion never leaves a partial ``dst`` behind. Returns the absolute
+    ``dst``."""
+    dst = osp.abspath(os.fspath(dst))
+    with atomic_path(dst) as tmp:
+        torch.save(obj, tmp)
+        if verify is not None:
+            verify(tmp)
+    return dst
 
 
 class AtomicLocalBackend(LocalBackend):

@@ -51,7 +51,7 @@ import torch
 __all__ = [
     'setup_safe_torch_load', 'safe_load', 'safe_load_url', 'check_loaded',
     'mmcae_safe_globals', 'CheckpointReadError', 'UnsafeCheckpointError',
-    'describe_unreadable'
+    'describe_unreadable', 'is_torchscript_archive', 'check_readable'
 ]
 
 
@@ -323,6 +323,22 @@ def check_loaded(obj: Any, source: str = '<checkpoint>') -> Any:
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c  # torch.serialization.MAGIC_NUMBER
 
 
+def _torchscript_names(names) -> bool:
+    # TorchScript zips hold ``<name>/constants.pkl`` and ``<name>/code/``;
+    # torch.save zips do not.
+    return any(n.endswith('/constants.pkl') for n in names) and any(
+        '/code/' in n for n in names)
+
+
+def is_torchscript_archive(path: str) -> bool:
+    """Whether ``path`` was written by ``torch.jit.save`` (OpenAI's CLIP
+    releases are): ``torch.jit.load`` reads it, ``torch.load`` does not."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return _torchscript_names(zf.namelist())
+
+
 def describe_unreadable(path: str) -> str:
     """A few words on why ``path`` is not a readable checkpoint, or '' when
     it looks like one (a torch zip archive or a legacy torch pickle)."""
@@ -339,8 +355,7 @@ def describe_unreadable(path: str) -> str:
             return (f'a truncated or corrupt zip archive ({size} bytes): '
                     'torch.save writes zip archives, this one has no '
                     'readable directory (an interrupted copy?)')
-        if any(n.endswith('/constants.pkl') for n in names) and any(
-                '/code/' in n for n in names):
+        if _torchscript_names(names):
             return ('a TorchScript archive (torch.jit.save), not a '
                     'torch.save checkpoint')
         if not any(n.endswith('data.pkl') for n in names):
@@ -358,6 +373,19 @@ def describe_unreadable(path: str) -> str:
     kind = 'a text file' if text else 'binary data'
     return (f'not a PyTorch checkpoint: {kind} starting with '
             f'{head[:24]!r}')
+
+
+def check_readable(path) -> str:
+    """``path`` as a string, once it is known to exist and to look like a
+    checkpoint; else ``FileNotFoundError`` / :class:`CheckpointReadError`
+    naming it and saying what it is."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    what = describe_unreadable(path)
+    if what:
+        raise CheckpointReadError(f'cannot load {path}: {what}')
+    return path
 
 
 def _first_line(e: BaseException) -> str:
@@ -387,12 +415,7 @@ def safe_load(path: str, map_location='cpu'):
         UnsafeCheckpointError: naming the file and the refused object when it
             holds anything outside the allow-list (its code is not run).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
-    what = describe_unreadable(path)
-    if what:
-        raise CheckpointReadError(f'cannot load {path}: {what}')
+    path = check_readable(path)
     return _load_checked(
         lambda: torch.load(path, map_location=map_location,
                            weights_only=True), path)

@@ -1,9 +1,10 @@
 """Original / masked / reconstructed figure (the CAE paper's Fig. 4 style)."""
-import os
 from typing import List, Sequence
 
 import numpy as np
 import torch
+
+from mmcae.utils.atomic_io import atomic_path
 
 __all__ = [
     'skimage_photos', 'reconstruction_figure', 'center_crop_resize',
@@ -85,11 +86,12 @@ def reconstruction_figure(model,
             if r == 0 and titles:
                 ax.set_title(titles[c], fontsize=8)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
-    tmp = out_file + '.tmp.png'
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out_file)
+    try:
+        # savefig picks the format from the temp name's extension
+        with atomic_path(out_file, suffix='.tmp.png') as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return out_file
 
 

@@ -13,14 +13,12 @@ import argparse
 import os.path as osp
 import sys
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmcae.models import CAEViT  # noqa: E402
 from mmcae.convert.cae import convert_cae_encoder  # noqa: E402
-from mmcae.utils import (check_state_dict, safe_load,  # noqa: E402
-                         save_checkpoint_atomic)
+from mmcae.convert.common import check_state_dict  # noqa: E402
+from mmcae.utils import safe_load, save_checkpoint_atomic  # noqa: E402
 
 
 def main():

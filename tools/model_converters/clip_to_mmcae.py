@@ -26,11 +26,10 @@ except ImportError:  # running from a checkout that is not installed
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..',
                                             '..')))
 
-import torch  # noqa: E402
-
-from mmcae.models.teachers.clip import (  # noqa: E402
-    CLIPTeacher, arch_of_converted, convert_clip_visual)
-from mmcae.utils import file_sha256, save_checkpoint_atomic  # noqa: E402
+from mmcae.convert.clip import (  # noqa: E402
+    arch_of_converted, convert_clip_visual)
+from mmcae.convert.common import save_converted_teacher  # noqa: E402
+from mmcae.models.teachers.clip import CLIPTeacher  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -48,21 +47,13 @@ def main(argv=None):
     start = time.time()
     state_dict = convert_clip_visual(args.src)  # checks keys and shapes
     arch = arch_of_converted(state_dict)
-    meta = dict(
-        source=osp.basename(args.src),
-        source_sha256=file_sha256(args.src),
-        arch=arch,
-        converter='tools/model_converters/clip_to_mmcae.py',
-        format='mmcae.CLIPTeacher',
-        torch_version=str(torch.__version__))
-
     # round trip through the real loader before the file appears
-    dst = save_checkpoint_atomic(
-        {'state_dict': state_dict, 'meta': meta}, args.dst,
-        verify=lambda tmp: CLIPTeacher(checkpoint=tmp, arch=arch))
+    save_converted_teacher(state_dict, args.src, args.dst, CLIPTeacher,
+                           meta=dict(arch=arch), arch=arch)
     n = sum(v.numel() for v in state_dict.values())
-    print(f'{args.src} -> {dst}: CLIP {arch} image tower, {len(state_dict)} '
-          f'tensors, {n / 1e6:.1f}M parameters, {time.time() - start:.1f}s')
+    print(f'{args.src} -> {osp.abspath(args.dst)}: CLIP {arch} image '
+          f'tower, {len(state_dict)} tensors, {n / 1e6:.1f}M parameters, '
+          f'{time.time() - start:.1f}s')
 
 
 if __name__ == '__main__':

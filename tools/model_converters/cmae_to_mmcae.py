@@ -19,8 +19,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmcae.convert.cmae import cmae_backbone, convert_cmae  # noqa
-from mmcae.utils import (check_state_dict, safe_load,  # noqa: E402
-                         save_checkpoint_atomic)
+from mmcae.convert.common import check_state_dict  # noqa: E402
+from mmcae.utils import safe_load, save_checkpoint_atomic  # noqa: E402
 
 
 def main(argv=None):

@@ -23,11 +23,10 @@ except ImportError:  # running from a checkout that is not installed
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..',
                                             '..')))
 
-import torch  # noqa: E402
-
+from mmcae.convert.common import save_converted_teacher  # noqa: E402
+from mmcae.convert.dalle import convert_openai_dalle_encoder  # noqa: E402
 from mmcae.models.teachers.dalle import (  # noqa: E402
-    DALLEEncoder, convert_openai_dalle_encoder)
-from mmcae.utils import file_sha256, save_checkpoint_atomic  # noqa: E402
+    OPENAI_ENCODER_URL, DALLEEncoder)
 
 
 def parse_args(argv=None):
@@ -44,24 +43,15 @@ def main(argv=None):
     start = time.time()
     state_dict = convert_openai_dalle_encoder(args.src)  # checks keys/shapes
 
-    meta = dict(
-        source=osp.basename(args.src),
-        source_sha256=file_sha256(args.src),
-        source_url='https://cdn.openai.com/dall-e/encoder.pkl',
-        converter='tools/model_converters/dalle_to_mmcae.py',
-        format='mmcae.DALLEEncoder',
-        # str(): a TorchVersion object is not weights_only-loadable
-        torch_version=str(torch.__version__),
-    )
     # round trip through the real loader before the file appears
-    dst = save_checkpoint_atomic({'state_dict': state_dict, 'meta': meta},
-                                 args.dst,
-                                 verify=lambda tmp: DALLEEncoder(checkpoint=tmp))
+    meta = save_converted_teacher(state_dict, args.src, args.dst,
+                                  DALLEEncoder,
+                                  meta=dict(source_url=OPENAI_ENCODER_URL))
 
     n_params = sum(v.numel() for v in state_dict.values())
     print(f'converted {args.src} -> {args.dst}: {len(state_dict)} tensors, '
           f'{n_params / 1e6:.2f}M parameters, '
-          f'{osp.getsize(dst) / 2**20:.1f} MiB, '
+          f'{osp.getsize(args.dst) / 2**20:.1f} MiB, '
           f'source sha256 {meta["source_sha256"][:12]}..., '
           f'{time.time() - start:.1f}s')
 

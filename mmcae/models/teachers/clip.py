@@ -11,49 +11,22 @@ VisionTransformer`, which supports CLIP towers (``pre_norm=True`` is
 MLP, q/k/v stacked in one ``qkv`` Linear exactly like ``in_proj_weight``,
 ``F.scaled_dot_product_attention``, bicubic position-embedding resizing that
 keeps the cls entry). LayerNorm eps is OpenAI's 1e-5. Only ``proj`` lives
-outside it. Parameter names (OpenAI / open_clip -> mmcae)::
-
-    visual.conv1.weight                -> backbone.patch_embed.projection.*
-    visual.class_embedding (W,)        -> backbone.cls_token (1, 1, W)
-    visual.positional_embedding (L, W) -> backbone.pos_embed (1, L, W)
-    visual.ln_pre.*                    -> backbone.pre_norm.*
-    visual.transformer.resblocks.i.
-        ln_1.*                         -> backbone.layers.i.ln1.*
-        attn.in_proj_weight / _bias    -> backbone.layers.i.attn.qkv.*
-        attn.out_proj.*                -> backbone.layers.i.attn.proj.*
-        ln_2.*                         -> backbone.layers.i.ln2.*
-        mlp.c_fc.*                     -> backbone.layers.i.ffn.layers.0.0.*
-        mlp.c_proj.*                   -> backbone.layers.i.ffn.layers.1.*
-    visual.ln_post.*                   -> backbone.ln1.*
-    visual.proj (W, D)                 -> proj (W, D)
+outside it (OpenAI's names and mmcae's: :mod:`mmcae.convert.clip`).
 
 Weights come from a *local* file converted by
-``tools/model_converters/clip_to_mmcae.py`` (OpenAI's ``ViT-B-16.pt`` is a
-TorchScript archive and is read with ``torch.jit.load``, never unpickled;
-open_clip state dicts are read with ``torch.load(weights_only=True)``).
-Nothing is downloaded.
+``tools/model_converters/clip_to_mmcae.py``. Nothing is downloaded.
 """
-import collections
-import math
-import os
 import re
-import warnings
-import zipfile
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 
 from mmcae.registry import MODELS
-from mmcae.utils.checkpoint import UnsafeCheckpointError, safe_load
-from mmcae.utils.state_dict import check_state_dict as _check_state_dict
+from .base import FrozenTeacher
 
-__all__ = [
-    'CLIPTeacher', 'convert_clip_visual', 'CLIP_ARCHS', 'infer_clip_arch',
-    'arch_of_converted', 'CLIP_MEAN', 'CLIP_STD'
-]
+__all__ = ['CLIPTeacher', 'CLIP_ARCHS', 'CLIP_MEAN', 'CLIP_STD']
 
 CONVERTER = 'tools/model_converters/clip_to_mmcae.py'
 
@@ -90,23 +63,13 @@ def _normalise_arch_name(arch: str) -> str:
                      f'{sorted(CLIP_ARCHS)}')
 
 
-def _missing_file_message(path: str) -> str:
-    return (f'CLIP checkpoint not found: {path!r}. Convert OpenAI\'s '
-            f'ViT-B-16.pt (or an open_clip state dict) first: '
-            f'`python {CONVERTER} ViT-B-16.pt {path}`.')
-
-
 @MODELS.register_module()
-class CLIPTeacher(BaseModule):
+class CLIPTeacher(FrozenTeacher):
     """Frozen OpenAI CLIP image tower giving CAE v2's per-token targets.
 
     Args:
-        checkpoint (str, optional): local path of a checkpoint converted by
-            ``tools/model_converters/clip_to_mmcae.py`` (``{'state_dict':
-            ..., 'meta': ...}``; a bare state dict is accepted too). Required
-            unless ``random_init=True``.
-        random_init (bool): random weights, nothing loaded (tests and
-            benchmarks only); must not be combined with ``checkpoint``.
+        checkpoint, random_init: see :class:`FrozenTeacher` (the converter
+            is ``tools/model_converters/clip_to_mmcae.py``).
         arch (str): one of :data:`CLIP_ARCHS` (``'ViT-B/16'``: width 768,
             12 layers, 12 heads, patch 16, output 512, image 224).
         init_cfg: unused (weights come from ``checkpoint``).
@@ -119,25 +82,18 @@ class CLIPTeacher(BaseModule):
     Output of :meth:`forward`: (B, 1 + H/p * W/p, output_dim), every token
     (cls first) of the last block through ``ln_post`` and ``proj``,
     L2-normalised per token; computed under ``torch.no_grad()``.
-
-    The module is always frozen: no parameter requires grad and ``train()``
-    keeps it in eval mode.
     """
+    weights_name = 'CLIP'
+    converter = CONVERTER
+    release_file = 'ViT-B-16.pt'
+    release_from = "OpenAI's CLIP release or an open_clip state dict"
 
     def __init__(self,
                  checkpoint: Optional[str] = None,
                  random_init: bool = False,
                  arch='ViT-B/16',
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        if checkpoint is None and not random_init:
-            raise ValueError(
-                'CLIPTeacher needs `checkpoint` (a local file converted with '
-                f'`python {CONVERTER} ViT-B-16.pt OUT.pth`); pass '
-                'random_init=True explicitly for random weights')
-        if checkpoint is not None and random_init:
-            raise ValueError('CLIPTeacher: give either `checkpoint` or '
-                             'random_init=True, not both')
+        super().__init__(checkpoint, random_init, init_cfg)
         from mmpretrain.models.backbones import VisionTransformer
 
         if isinstance(arch, dict):
@@ -180,16 +136,7 @@ class CLIPTeacher(BaseModule):
             layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')))
         self.proj = nn.Parameter(torch.empty(self.width, self.output_dim))
 
-        if random_init:
-            self._random_init()
-            self.checkpoint = None
-        else:
-            self.checkpoint = os.path.expanduser(os.fspath(checkpoint))
-            state_dict = self._read_checkpoint(self.checkpoint)
-            check_state_dict(self.state_dict(), state_dict, self.checkpoint)
-            self.load_state_dict(state_dict, strict=True)
-        self.requires_grad_(False)
-        super().train(False)
+        self._set_weights(checkpoint, random_init)
 
     # ------------------------------------------------------------------ #
     # weights
@@ -203,39 +150,13 @@ class CLIPTeacher(BaseModule):
         self.backbone.pos_embed.normal_(std=scale)
         self.proj.normal_(std=scale)
 
-    def _read_checkpoint(self, path: str) -> Dict[str, torch.Tensor]:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(_missing_file_message(path))
-        if _is_torchscript_archive(path):
-            raise ValueError(
-                f'{path!r} is a TorchScript archive (OpenAI\'s released '
-                'format), not a converted mmcae CLIP checkpoint; convert it '
-                f'first: `python {CONVERTER} {path} OUT.pth`')
-        try:
-            ckpt = safe_load(path)
-        except UnsafeCheckpointError as e:
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            reason = next((ln for ln in lines if 'GLOBAL' in ln
-                           or 'Unsupported' in ln), lines[0] if lines else '')
-            raise ValueError(
-                f'{path!r} cannot be read with torch.load(weights_only=True)'
-                f' ({reason.split(". Please use")[0]}); convert it with '
-                f'`python {CONVERTER} SRC {path}`') from None
-        if isinstance(ckpt, Mapping) and isinstance(
-                ckpt.get('state_dict'), Mapping):
-            ckpt = ckpt['state_dict']
-        if not isinstance(ckpt, Mapping):
-            raise ValueError(f'{path!r}: expected a state dict, found '
-                             f'{type(ckpt).__name__}')
-        return dict(ckpt)
-
-    def init_weights(self):
-        """No-op: the weights come from ``checkpoint`` (or random_init)."""
-        self._is_init = True
-
-    def train(self, mode: bool = True):
-        """Always stays in eval mode (frozen teacher)."""
-        return super().train(False)
+    def _mismatch_hints(self, state_dict) -> List[str]:
+        hints = super()._mismatch_hints(state_dict)
+        hints.append(f'check that `arch` ({self.arch}) is the converted '
+                     "tower's")
+        if any(k.startswith('visual.') for k in state_dict):
+            hints.insert(0, 'this looks like an unconverted CLIP state dict')
+        return hints
 
     # ------------------------------------------------------------------ #
     # forward
@@ -284,175 +205,3 @@ class CLIPTeacher(BaseModule):
             # a plain attribute: neither a buffer nor in the state dict
             self.__dict__['_cast_cache'] = cache = (key, cast)
         return dict(cache[1])
-
-
-# ---------------------------------------------------------------------- #
-# checkpoint conversion
-# ---------------------------------------------------------------------- #
-def check_state_dict(expected: Mapping[str, torch.Tensor],
-                     given: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise ``ValueError`` listing missing / unexpected / misshaped keys."""
-    hints = []
-    if any(k.startswith('visual.') for k in given):
-        hints.append('this looks like an unconverted CLIP state dict')
-    hints.append(f'convert with `python {CONVERTER} ViT-B-16.pt OUT.pth` '
-                 'and check `arch`')
-    _check_state_dict(expected, given, source, 'CLIPTeacher', hints)
-
-
-def _is_torchscript_archive(path: str) -> bool:
-    """TorchScript zips hold ``<name>/constants.pkl`` and ``<name>/code/``;
-    ``torch.save`` zips do not."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any(n.endswith('/constants.pkl') for n in names) and any(
-        '/code/' in n for n in names)
-
-
-def _read_source(path: str) -> Mapping[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f'no such file: {path!r} (expected OpenAI\'s ViT-B-16.pt or an '
-            'open_clip state dict)')
-    if _is_torchscript_archive(path):
-        # OpenAI's released checkpoints: TorchScript, loaded without
-        # unpickling arbitrary objects (torch.jit's deprecation notices are
-        # silenced: this is the only way to read these archives)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', FutureWarning)
-            return torch.jit.load(path, map_location='cpu').state_dict()
-    return safe_load(path)
-
-
-_BLOCK_MAP = {
-    'ln_1.weight': 'ln1.weight',
-    'ln_1.bias': 'ln1.bias',
-    'attn.in_proj_weight': 'attn.qkv.weight',
-    'attn.in_proj_bias': 'attn.qkv.bias',
-    'attn.out_proj.weight': 'attn.proj.weight',
-    'attn.out_proj.bias': 'attn.proj.bias',
-    'ln_2.weight': 'ln2.weight',
-    'ln_2.bias': 'ln2.bias',
-    'mlp.c_fc.weight': 'ffn.layers.0.0.weight',
-    'mlp.c_fc.bias': 'ffn.layers.0.0.bias',
-    'mlp.c_proj.weight': 'ffn.layers.1.weight',
-    'mlp.c_proj.bias': 'ffn.layers.1.bias',
-}
-_TOP_MAP = {
-    'conv1.weight': 'backbone.patch_embed.projection.weight',
-    'class_embedding': 'backbone.cls_token',
-    'positional_embedding': 'backbone.pos_embed',
-    'ln_pre.weight': 'backbone.pre_norm.weight',
-    'ln_pre.bias': 'backbone.pre_norm.bias',
-    'ln_post.weight': 'backbone.ln1.weight',
-    'ln_post.bias': 'backbone.ln1.bias',
-    'proj': 'proj',
-}
-
-
-def infer_clip_arch(visual: Mapping[str, torch.Tensor]) -> str:
-    """Name in :data:`CLIP_ARCHS` of a CLIP visual state dict (keys without
-    the ``visual.`` prefix), from its shapes; ``ValueError`` if unknown."""
-    try:
-        conv = visual['conv1.weight']
-        pos = visual['positional_embedding']
-        proj = visual['proj']
-    except KeyError as e:
-        raise ValueError(f'not a CLIP ViT image tower: no {e.args[0]!r}; '
-                         'ResNet CLIP towers are not supported') from None
-    width, patch = int(conv.shape[0]), int(conv.shape[-1])
-    layers = len({
-        k.split('.')[2]
-        for k in visual if k.startswith('transformer.resblocks.')
-    })
-    grid = int(round(math.sqrt(pos.shape[0] - 1)))
-    found = dict(width=width, layers=layers, patch_size=patch,
-                 output_dim=int(proj.shape[1]), image_size=grid * patch)
-    for name, cfg in CLIP_ARCHS.items():
-        if all(cfg[k] == v for k, v in found.items()):
-            return name
-    raise ValueError(f'unknown CLIP image tower {found}; known: '
-                     f'{sorted(CLIP_ARCHS)}')
-
-
-def arch_of_converted(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """Arch name of a converted CLIPTeacher state dict (from shapes)."""
-    inv_top = {v: k for k, v in _TOP_MAP.items()}
-    visual = {}
-    for k, v in state_dict.items():
-        if k in inv_top:
-            visual[inv_top[k]] = v.reshape(-1, v.shape[-1]) \
-                if k == 'backbone.pos_embed' else v
-        elif k.startswith('backbone.layers.'):
-            visual['transformer.resblocks.' + k.split('.')[2] + '.x'] = v
-    return infer_clip_arch(visual)
-
-
-def convert_clip_visual(
-    state_dict_or_path: Union[str, os.PathLike, Mapping[str, torch.Tensor]]
-) -> 'collections.OrderedDict[str, torch.Tensor]':
-    """OpenAI / open_clip CLIP weights -> CLIPTeacher state dict (fp32, CPU).
-
-    Accepts a path (OpenAI's TorchScript ``ViT-B-16.pt``, read with
-    ``torch.jit.load``; or ``torch.save``-d open_clip state dict / checkpoint
-    ``{'state_dict': ...}``, read with ``torch.load(weights_only=True)``) or
-    an in-memory state dict. A ``module.`` prefix is stripped; only
-    ``visual.*`` is kept (a bare visual state dict, without the prefix, is
-    accepted too). The architecture is inferred from the shapes and the
-    result is checked against :class:`CLIPTeacher`'s keys and shapes (get
-    the arch name with :func:`infer_clip_arch` on the ``visual.*`` part, or
-    :func:`arch_of_converted` on the result).
-    """
-    source = '<state dict>'
-    if isinstance(state_dict_or_path, (str, os.PathLike)):
-        source = os.fspath(state_dict_or_path)
-        sd = _read_source(source)
-    else:
-        sd = state_dict_or_path
-    if isinstance(sd, Mapping) and isinstance(sd.get('state_dict'), Mapping):
-        sd = sd['state_dict']
-    if not isinstance(sd, Mapping):
-        raise ValueError(f'{source!r}: expected a state dict, found '
-                         f'{type(sd).__name__}')
-    sd = {(k[len('module.'):] if k.startswith('module.') else k): v
-          for k, v in sd.items()}
-    if any(k.startswith('visual.') for k in sd):
-        visual = {k[len('visual.'):]: v for k, v in sd.items()
-                  if k.startswith('visual.')}
-    elif 'conv1.weight' in sd:
-        visual = dict(sd)
-    else:
-        raise ValueError(f'{source!r}: no CLIP image tower (`visual.*` '
-                         'keys) found')
-
-    out = collections.OrderedDict()
-    unknown = []
-    for k, v in visual.items():
-        if not torch.is_tensor(v):
-            unknown.append(k)
-            continue
-        if k in _TOP_MAP:
-            new = _TOP_MAP[k]
-        else:
-            m = re.fullmatch(r'transformer\.resblocks\.(\d+)\.(.+)', k)
-            if m is None or m.group(2) not in _BLOCK_MAP:
-                unknown.append(k)
-                continue
-            new = f'backbone.layers.{m.group(1)}.{_BLOCK_MAP[m.group(2)]}'
-        v = v.detach().to(device='cpu', dtype=torch.float32)
-        if k == 'class_embedding':
-            v = v.reshape(1, 1, -1)
-        elif k == 'positional_embedding':
-            v = v.unsqueeze(0)
-        out[new] = v.contiguous().clone()
-    if unknown:
-        raise ValueError(f'{source!r}: unsupported CLIP image-tower keys '
-                         f'{sorted("visual." + k for k in unknown)}')
-    arch = infer_clip_arch(visual)
-    with torch.device('meta'):
-        expected = CLIPTeacher(random_init=True, arch=arch).state_dict()
-    check_state_dict(expected, out, source)
-    # keep CLIPTeacher's key order
-    return collections.OrderedDict((k, out[k]) for k in expected)

@@ -14,25 +14,22 @@ become ``foo.weight`` / ``foo.bias``::
     blocks.output.conv                            Conv2d 2048 -> 8192, 1x1
 
 Weights come from a *local* file in mmcae's converted format (see
-``tools/model_converters/dalle_to_mmcae.py``); nothing is downloaded and
-OpenAI's pickle is never unpickled with code execution (see
-:mod:`mmcae.convert.restricted_pickle`).
+``tools/model_converters/dalle_to_mmcae.py`` and
+:mod:`mmcae.convert.dalle`); nothing is downloaded and OpenAI's pickle is
+never unpickled with code execution.
 """
 import collections
 import math
-import os
-from typing import Dict, Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 
 from mmcae.registry import MODELS
-from mmcae.utils.checkpoint import UnsafeCheckpointError, safe_load
-from mmcae.utils.state_dict import check_state_dict as _check_state_dict
+from .base import FrozenTeacher
 
-__all__ = ['DALLEEncoder', 'convert_openai_dalle_encoder']
+__all__ = ['DALLEEncoder']
 
 OPENAI_ENCODER_URL = 'https://cdn.openai.com/dall-e/encoder.pkl'
 CONVERTER = 'tools/model_converters/dalle_to_mmcae.py'
@@ -111,34 +108,14 @@ class _EncoderBlock(nn.Module):
         return self.run(x, self.res_path.conv_1.weight.dtype)
 
 
-def _first_reason(err: Exception) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    for ln in lines:
-        if 'Unsupported global' in ln or 'GLOBAL' in ln:
-            # drop torch's advice to allow-list the global
-            return ln.split('. Please use')[0]
-    return lines[0] if lines else type(err).__name__
-
-
-def _missing_file_message(path: str) -> str:
-    return (f'DALL-E encoder checkpoint not found: {path!r}. Download '
-            f"OpenAI's dVAE encoder from {OPENAI_ENCODER_URL} and convert it "
-            f'with `python {CONVERTER} encoder.pkl {path}` (the converter '
-            'reads the pickle without executing code from it).')
-
-
 @MODELS.register_module()
-class DALLEEncoder(BaseModule):
+class DALLEEncoder(FrozenTeacher):
     """Frozen DALL-E dVAE encoder producing CAE's visual-token targets.
 
     Args:
-        checkpoint (str, optional): local path of a checkpoint converted by
-            ``tools/model_converters/dalle_to_mmcae.py`` (``{'state_dict':
-            ..., 'meta': ...}``; a bare state dict is accepted too). Required
-            unless ``random_init=True``.
-        random_init (bool): build with random weights (OpenAI's init:
-            N(0, 1/fan_in) weights, zero biases) and load nothing. Only for
-            tests and benchmarks; must not be combined with ``checkpoint``.
+        checkpoint, random_init: see :class:`FrozenTeacher` (the converter
+            is ``tools/model_converters/dalle_to_mmcae.py``; random weights
+            follow OpenAI's init: N(0, 1/fan_in) weights, zero biases).
         n_hid (int): width of the first group (256).
         n_blk_per_group (int): residual blocks per group (2).
         input_channels (int): 3.
@@ -153,17 +130,17 @@ class DALLEEncoder(BaseModule):
             ``torch.autocast`` (which would cast every frozen weight again
             on every call): the trunk runs in this dtype whatever the
             student's precision.
-        init_cfg: unused (weights come from ``checkpoint``); accepted for
-            the BaseModule signature.
+        init_cfg: unused (weights come from ``checkpoint``).
 
     Input: images already mapped to [0.1, 0.9] (OpenAI's ``map_pixels``:
     ``0.8 * x + 0.1`` for x in [0, 1]; CAE's data preprocessor does
     ``0.8 * x / 255 + 0.1``), shape (B, 3, H, W), H and W multiples of 8.
-
-    The module is always frozen: no parameter requires grad and ``train()``
-    keeps it in eval mode.
     """
     group_count = 4  # fixed in OpenAI's Encoder too (not a constructor arg)
+    weights_name = 'DALL-E encoder'
+    converter = CONVERTER
+    release_file = 'encoder.pkl'
+    release_from = f"OpenAI's dVAE encoder ({OPENAI_ENCODER_URL})"
 
     def __init__(self,
                  checkpoint: Optional[str] = None,
@@ -174,15 +151,7 @@ class DALLEEncoder(BaseModule):
                  vocab_size: int = 8192,
                  dtype: str = 'auto',
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        if checkpoint is None and not random_init:
-            raise ValueError(
-                'DALLEEncoder needs `checkpoint` (a local file converted '
-                f'with {CONVERTER} from {OPENAI_ENCODER_URL}); pass '
-                'random_init=True explicitly for random weights')
-        if checkpoint is not None and random_init:
-            raise ValueError('DALLEEncoder: give either `checkpoint` or '
-                             'random_init=True, not both')
+        super().__init__(checkpoint, random_init, init_cfg)
         if dtype != 'auto' and dtype not in _DTYPES:
             raise ValueError(f"DALLEEncoder: dtype must be 'auto' or one of "
                              f'{sorted(_DTYPES)}, got {dtype!r}')
@@ -216,14 +185,7 @@ class DALLEEncoder(BaseModule):
                            ]))))
         self.blocks = nn.Sequential(collections.OrderedDict(layers))
 
-        if random_init:
-            self._random_init()
-        else:
-            self.checkpoint = os.path.expanduser(os.fspath(checkpoint))
-            self.load_state_dict(
-                self._read_checkpoint(self.checkpoint), strict=True)
-        self.requires_grad_(False)
-        super().train(False)
+        self._set_weights(checkpoint, random_init)
         # NHWC convolutions: 1.2-1.5x faster on CPU (oneDNN) and what cuDNN's
         # fp16 kernels prefer; the token ids are bit-identical.
         self.to(memory_format=torch.channels_last)
@@ -238,35 +200,6 @@ class DALLEEncoder(BaseModule):
                 fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
                 m.weight.normal_(std=1 / math.sqrt(fan_in))
                 m.bias.zero_()
-
-    def _read_checkpoint(self, path: str) -> Dict[str, torch.Tensor]:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(_missing_file_message(path))
-        try:
-            ckpt = safe_load(path)
-        except UnsafeCheckpointError as e:
-            stem = os.path.splitext(os.path.basename(path))[0]
-            raise RuntimeError(
-                f'{path!r} is not a converted mmcae DALL-E checkpoint: it '
-                'cannot be read with torch.load(weights_only=True) '
-                f'({_first_reason(e)}). If it is OpenAI\'s encoder.pkl, '
-                f'convert it first: `python {CONVERTER} {path} '
-                f'checkpoints/{stem}_mmcae.pth` and pass the output as '
-                '`checkpoint`.') from None
-        sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-        if not isinstance(sd, dict):
-            raise ValueError(f'{path!r}: expected a state dict, found '
-                             f'{type(sd).__name__}')
-        check_state_dict(self.state_dict(), sd, path)
-        return sd
-
-    def init_weights(self):
-        """No-op: the weights come from ``checkpoint`` (or random_init)."""
-        self._is_init = True
-
-    def train(self, mode: bool = True):
-        """Always stays in eval mode (frozen target generator)."""
-        return super().train(False)
 
     # ------------------------------------------------------------------ #
     # forward
@@ -353,45 +286,3 @@ class DALLEEncoder(BaseModule):
         """
         return self.forward(x).argmax(dim=1)
 
-
-def check_state_dict(expected: Dict[str, torch.Tensor],
-                     given: Dict[str, torch.Tensor], source: str) -> None:
-    """Raise ``ValueError`` listing missing / unexpected / misshaped keys."""
-    _check_state_dict(
-        expected, given, source, 'DALLEEncoder',
-        hints=[f'convert OpenAI\'s encoder.pkl with `python {CONVERTER} '
-               'encoder.pkl OUT.pth`'])
-
-
-def expected_state_dict(**kwargs) -> Dict[str, torch.Tensor]:
-    """Shapes of DALLEEncoder's state dict, built on the meta device."""
-    with torch.device('meta'):
-        return DALLEEncoder(random_init=True, **kwargs).state_dict()
-
-
-def convert_openai_dalle_encoder(
-        src: Union[str, os.PathLike],
-        **encoder_kwargs) -> 'collections.OrderedDict[str, torch.Tensor]':
-    """OpenAI's ``encoder.pkl`` -> DALLEEncoder state dict (fp32, CPU).
-
-    Reads ``src`` with :func:`mmcae.convert.restricted_pickle.
-    load_tensors_restricted` (no code from the pickle runs, ``dall_e`` is not
-    imported), renames ``.w``/``.b`` to ``.weight``/``.bias`` and checks the
-    result against DALLEEncoder's keys and shapes.
-    """
-    from mmcae.convert.restricted_pickle import load_tensors_restricted
-    src = os.fspath(src)
-    if not os.path.isfile(src):
-        raise FileNotFoundError(
-            f'no such file: {src!r} (OpenAI\'s encoder comes from '
-            f'{OPENAI_ENCODER_URL})')
-    raw = load_tensors_restricted(src)
-    out = collections.OrderedDict()
-    for k, v in raw.items():
-        if k.endswith('.w'):
-            k = k[:-2] + '.weight'
-        elif k.endswith('.b'):
-            k = k[:-2] + '.bias'
-        out[k] = v.detach().to(torch.float32).contiguous().clone()
-    check_state_dict(expected_state_dict(**encoder_kwargs), out, src)
-    return out
