@@ -13,7 +13,6 @@ size-mismatch warnings and the run trains from random weights the user
 believes pretrained.  Here a size mismatch, or a checkpoint of which no key
 fits, is an error naming the file.
 """
-import re
 
 from mmengine.logging import print_log
 from mmengine.model.weight_init import PretrainedInit, update_init_info
@@ -21,6 +20,7 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 
 from ..utils import safe_load
 from ..convert.cae import load_cae_encoder
+from ..convert.common import strip_prefix
 
 __all__ = ['CAEPretrainedInit', 'StrictPretrainedInit']
 
@@ -81,8 +81,7 @@ class StrictPretrainedInit(PretrainedInit):
         if not isinstance(state_dict, dict):
             raise ValueError(f'Pretrained: {self.checkpoint!r} holds no '
                              f'state dict ({type(state_dict).__name__})')
-        state_dict = {re.sub(r'^module\.', '', k): v
-                      for k, v in state_dict.items()}
+        state_dict = strip_prefix(state_dict, 'module.')
         owner = type(module).__name__
         fix = (" (set init_cfg's prefix to the checkpoint's key prefix, "
                "e.g. prefix='backbone.', or convert the checkpoint with "
