@@ -21,7 +21,7 @@ through mmengine's dataloader ``worker_init_fn``, which seeds ``random``,
 import math
 import os
 import random
-from numbers import Integral, Real
+from numbers import Real
 from typing import Optional, Sequence, Tuple, Union
 
 import mmpretrain.datasets  # noqa: F401  (its transforms first, see below)
@@ -30,17 +30,9 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms import LoadImageFromFile as _MMCVLoadImageFromFile
 
 from mmcae.registry import TRANSFORMS
-from mmcae.utils.sizes import to_2tuple
+from mmcae.utils.sizes import check_int, to_2tuple
 
 __all__ = ['BlockwiseMaskGenerator', 'LoadImageFromFile']
-
-
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f'{name} must be an int, got {value!r}')
-    if value < minimum:
-        raise ValueError(f'{name}={value} must be >= {minimum}')
-    return int(value)
 
 
 @TRANSFORMS.register_module()
@@ -103,17 +95,19 @@ class BlockwiseMaskGenerator(BaseTransform):
         self.height, self.width = int(height), int(width)
         self.num_patches = self.height * self.width
 
-        self.num_masking_patches = _check_int('num_masking_patches',
-                                              num_masking_patches)
+        self.num_masking_patches = check_int(
+            'num_masking_patches', num_masking_patches, minimum=1)
         if self.num_masking_patches > self.num_patches:
             raise ValueError(
                 f'num_masking_patches={self.num_masking_patches} exceeds the '
                 f'{self.num_patches} patches of a '
                 f'{self.height}x{self.width} grid')
-        self.min_num_patches = _check_int('min_num_patches', min_num_patches)
+        self.min_num_patches = check_int(
+            'min_num_patches', min_num_patches, minimum=1)
         if max_num_patches is None:
             max_num_patches = self.num_masking_patches
-        self.max_num_patches = _check_int('max_num_patches', max_num_patches)
+        self.max_num_patches = check_int(
+            'max_num_patches', max_num_patches, minimum=1)
 
         for name, value in (('min_aspect', min_aspect), ('max_aspect',
                                                          max_aspect)):
@@ -129,8 +123,8 @@ class BlockwiseMaskGenerator(BaseTransform):
                            if max_aspect is None else float(max_aspect))
         self.log_aspect_ratio = (math.log(self.min_aspect),
                                  math.log(self.max_aspect))
-        self.max_failed_rounds = _check_int('max_failed_rounds',
-                                            max_failed_rounds)
+        self.max_failed_rounds = check_int(
+            'max_failed_rounds', max_failed_rounds, minimum=1)
 
     def get_shape(self) -> Tuple[int, int]:
         return self.height, self.width
@@ -231,7 +225,7 @@ class GridBlockMaskGenerator(BaseTransform):
                  block_size: int = 2) -> None:
         super().__init__()
         self.height, self.width = to_2tuple(input_size, 'input_size')
-        self.block_size = _check_int('block_size', block_size)
+        self.block_size = check_int('block_size', block_size, minimum=1)
         if self.height % self.block_size or self.width % self.block_size:
             raise ValueError(
                 f'input_size={input_size!r}: the {self.height}x{self.width} '
@@ -295,7 +289,7 @@ class PixelShiftCrop(BaseTransform):
                  max_shift: int = 31) -> None:
         super().__init__()
         self.size = to_2tuple(size)
-        self.max_shift = _check_int('max_shift', max_shift, minimum=0)
+        self.max_shift = check_int('max_shift', max_shift, minimum=0)
 
     def transform(self, results: dict) -> dict:
         img = results['img']

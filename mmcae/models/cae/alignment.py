@@ -1,4 +1,4 @@
-"""CAE's alignment: the regressor's predictions vs the encoder's own latents."""
+"""CAE's alignment: regressor predictions vs the encoder's own latents."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

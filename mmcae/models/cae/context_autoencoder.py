@@ -14,7 +14,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import (MaskIds, gather_tokens, mask_ids, normalize_patches,
+from ..layers import (MaskIds, gather_tokens, mask_ids, patch_stats,
                       patchify, split_views, step_inputs, unpatchify)
 from ..teachers.base import keep_target_generator_out_of_checkpoints
 from .heads import CAEPixelPredictionHead
@@ -114,7 +114,8 @@ class ContextAutoencoder(BaseSelfSupervisor):
 
     # ----------------------------------------------------------------- loss
     def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
-             data_samples: List[DataSample], **kwargs) -> Dict[str, torch.Tensor]:
+             data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
         return self.forward_loss(
             *step_inputs(self.backbone.patch_embed, inputs, data_samples))
 
@@ -172,7 +173,8 @@ class ContextAutoencoder(BaseSelfSupervisor):
         patches = patchify(img, self.head.patch_size)
         masked = gather_tokens(patches, mask.masked)
         if self.head.norm_pix:
-            _, mean, var = normalize_patches(masked)
+            # undo the head's target normalisation (its eps included)
+            mean, var = patch_stats(masked)
             pred = pred * (var + 1e-6).sqrt() + mean
         patches = patches.clone()
         idx = mask.masked.unsqueeze(-1).expand(-1, -1, patches.shape[-1])

@@ -1,4 +1,4 @@
-"""CAE's decoder: maps the predicted latents of the masked patches to targets."""
+"""CAE's decoder: predicted latents of the masked patches -> targets."""
 from typing import Optional
 
 import torch

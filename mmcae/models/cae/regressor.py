@@ -1,4 +1,5 @@
-"""CAE's latent contextual regressor: mask queries attend to the visible latents."""
+"""CAE's latent contextual regressor: mask queries attend to the visible
+latents."""
 from typing import Optional, Tuple
 
 import torch

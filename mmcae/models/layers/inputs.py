@@ -1,4 +1,4 @@
-"""A step's inputs: the views and the batch's masks (shared by the algorithms)."""
+"""A step's inputs: the views and the batch's masks (for every algorithm)."""
 from typing import List, Optional, Tuple
 
 import numpy as np

@@ -6,7 +6,9 @@ import torch.nn as nn
 
 from .helpers import to_2tuple
 
-__all__ = ['PatchEmbed', 'patchify', 'unpatchify', 'normalize_patches']
+__all__ = [
+    'PatchEmbed', 'patchify', 'unpatchify', 'patch_stats', 'normalize_patches'
+]
 
 
 class PatchEmbed(nn.Module):
@@ -53,8 +55,13 @@ def unpatchify(x: torch.Tensor, patch_size, grid) -> torch.Tensor:
     return x.reshape(B, C, h * ph, w * pw)
 
 
+def patch_stats(patches: torch.Tensor):
+    """Each patch's pixel mean and (unbiased) variance, (..., 1) each."""
+    return (patches.mean(dim=-1, keepdim=True),
+            patches.var(dim=-1, keepdim=True))
+
+
 def normalize_patches(patches: torch.Tensor, eps: float = 1e-6):
     """Per-patch zero mean / unit variance (MAE's ``norm_pix_loss``)."""
-    mean = patches.mean(dim=-1, keepdim=True)
-    var = patches.var(dim=-1, keepdim=True)
+    mean, var = patch_stats(patches)
     return (patches - mean) / (var + eps).sqrt(), mean, var

@@ -5,7 +5,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['build_2d_sincos_pos_embed', 'GridPosEmbed', 'num_relative_positions', 'relative_position_index', 'resize_rel_pos_table', 'resize_pos_embed']
+__all__ = [
+    'build_2d_sincos_pos_embed', 'GridPosEmbed', 'num_relative_positions',
+    'relative_position_index', 'resize_rel_pos_table', 'resize_pos_embed'
+]
 
 
 def build_2d_sincos_pos_embed(grid_size: Tuple[int, int],

@@ -1,4 +1,5 @@
-"""Frozen teachers that make the targets: DALL-E tokenizer (CAE), CLIP (CAE v2)."""
+"""Frozen teachers making the targets: DALL-E tokenizer (CAE), CLIP (CAE v2).
+"""
 from .base import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
 from .dalle import *  # noqa: F401,F403
