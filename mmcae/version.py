@@ -43,8 +43,8 @@ def check_version(name, version, ranges=None):
         raise ImportError(
             f'mmcae {__version__} needs {dist}>={lo},<{hi}, but {name} '
             f'{version!r} is installed. Install a version in that range '
-            f'(pip install "{dist}>={lo},<{hi}"), or see the README section '
-            '"Install into your own OpenMMLab environment".')
+            f'(pip install "{dist}>={lo},<{hi}"), or see docs/en/get_started.md '
+            '("Install into your own OpenMMLab environment").')
 
 
 def check_dependencies(ranges=None):

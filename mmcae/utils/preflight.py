@@ -10,7 +10,7 @@ from numbers import Integral, Real
 __all__ = [
     'check_data_roots', 'use_gloo_without_cuda', 'check_cfg_options',
     'check_config_types', 'finish_distributed', 'load_config',
-    'follow_num_workers', 'prepare_test'
+    'follow_num_workers', 'prepare_test', 'check_dataset_args'
 ]
 
 # Datasets that create their data on first use.
@@ -43,8 +43,49 @@ def check_data_roots(cfg):
                 raise FileNotFoundError(
                     f'{key}.data_root = {root!r} does not exist '
                     f'(cwd: {os.getcwd()}). Put the dataset there (see '
-                    "README, 'Running on ImageNet') or override it with "
+                    'docs/en/user_guides/pretrain.md) or override it with '
                     f'--cfg-options {key}.data_root=/path/to/data')
+
+
+_OWN_FOLDER = ('configs/cae/cae_vit-demo-p8_1xb64-coslr-60e_custom-folder.py'
+               ' and docs/en/user_guides/pretrain.md, "Pretrain on your own '
+               'folder of unlabeled images"')
+
+
+def check_dataset_args(cfg):
+    """Refuse dataset keys the dataset class does not take, naming them.
+
+    The common case is switching a recipe to another dataset type with
+    ``--cfg-options ...dataset.type=CustomDataset``: the recipe's other keys
+    (``split``, ``img_size``, ...) stay, and the dataset fails inside a
+    worker with ``BaseDataset.__init__() got an unexpected keyword
+    argument``, naming neither the key nor the way out (a config that
+    replaces the dataset with ``_delete_=True``).
+    """
+    import mmengine.registry as R
+    root = getattr(cfg, '_cfg_dict', cfg)
+    scope = root.get('default_scope')
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dl = root.get(loader)
+        if not dl:
+            continue
+        for key, ds in _datasets(dl.get('dataset'), f'{loader}.dataset'):
+            cls = _lookup(R.DATASETS, ds.get('type'), scope)
+            if cls is None or not inspect.isclass(cls):
+                continue  # the builder names an unknown type
+            accepted = _accepted_args(cls)
+            if accepted is None:
+                continue
+            unknown = sorted(set(ds) - accepted - {'type', '_delete_'})
+            if unknown:
+                raise TypeError(
+                    f'{key} ({cls.__name__}) takes no argument '
+                    f'{", ".join(map(repr, unknown))}: these keys come from '
+                    'the config the dataset type was changed in. To train '
+                    'on a folder of images, replace the whole dataset in a '
+                    'config (dataset=dict(_delete_=True, '
+                    "type='CustomDataset', data_root=..., with_label=False, "
+                    f'pipeline=...)); see {_OWN_FOLDER}')
 
 
 def use_gloo_without_cuda(cfg):
@@ -305,6 +346,7 @@ def check_config_types(cfg):
     _check_model_arg_types(root.get('model'), 'model',
                            root.get('default_scope'))
     check_image_size(root)
+    check_dataset_args(root)
 
 
 def _numeric_param(param):
@@ -492,7 +534,7 @@ def prepare_test(cfg, config_path):
             'it is a pretraining config, and a pretrained encoder is '
             'evaluated by training a probe or fine-tuning on it. Train a '
             'benchmark config from the checkpoint (linear / attentive probe '
-            'or fine-tuning, see README "Evaluation protocols"), then test '
+            'or fine-tuning, see docs/en/user_guides/evaluation.md), then test '
             f'that run\'s checkpoint with the same benchmark config{where}')
     hooks = cfg.setdefault('default_hooks', {})
     hooks['resume_keys'] = dict(
