@@ -30,10 +30,13 @@ def get_version():
 
 
 def add_mim_extension():
-    """Put configs, tools and the model index under ``mmcae/.mim`` so that
-    OpenMMLab's ``mim`` finds them (``mim search mmcae``, ``mim train mmcae
-    CONFIG``), as the OpenMMLab packages ship theirs: links to the checkout
-    for an editable install, copies in a wheel or sdist.
+    """Put configs, tools and the model index under ``mmcae/.mim`` as the
+    OpenMMLab packages ship theirs: copies in a wheel or sdist (``mim search
+    mmcae``, ``mim train mmcae CONFIG`` find them after ``pip install .``),
+    links to the checkout for an editable install.  openmim 0.3.9 looks for
+    the package folder in site-packages, which a PEP 660 editable install
+    does not create, so mim finds no model index there (docs/en/notes/
+    faq.md, "mim does not find mmcae"); the links keep the layout the same.
     """
     commands = set(sys.argv[1:])
     if commands & {'develop', 'editable_wheel'}:

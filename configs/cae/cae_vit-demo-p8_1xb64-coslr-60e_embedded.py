@@ -1,6 +1,6 @@
 # The main job: CAE with a pixel target on mmcae's embedded procedural
-# scenes (64x64, 6 classes), sized to pretrain on a 2-core CPU in about
-# 7 minutes.  Same algorithm and recipe shape as the ImageNet configs
+# scenes (64x64, 6 classes), sized to pretrain on a 2-core CPU in under
+# ten minutes (time of the last run: docs/en/user_guides/demo.md).  Same algorithm and recipe shape as the ImageNet configs
 # (AdamW, no decay on norms/biases/tokens, clip 3.0, warmup + cosine,
 # lambda = 2), a small ViT (128-d, 4 layers, 4 heads, 8x8 patches; regressor
 # and decoder 1 block each) and 50 % block masking.  On this budget a
