@@ -258,6 +258,18 @@ def test_load_from_a_directory_says_so(tmp_path):
     assert f'last_checkpoint names {tmp_path}/epoch_3.pth' in str(e.value)
 
 
+def test_protocol_tool_checkpoint_directory(tmp_path, monkeypatch):
+    tool = os.path.join(ROOT, 'tools', 'analysis',
+                        'eval_protocols_embedded.py')
+    monkeypatch.setattr(sys, 'argv', [tool, '--checkpoint', str(tmp_path),
+                                      '--work-dir', str(tmp_path / 'w')])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(tool, run_name='__main__')
+    assert f'--checkpoint: cannot load {tmp_path}: it is a directory' in \
+        str(e.value.code)
+    assert not (tmp_path / 'w').exists()
+
+
 def test_init_cfg_checkpoint_none_says_how_to_init_randomly():
     import argparse
 
