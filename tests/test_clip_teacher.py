@@ -201,3 +201,19 @@ def test_frozen_no_grad(teacher):
     assert all(p.grad is None for p in teacher.parameters())
     after = teacher.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_converter_full_disk_names_the_output(open_clip_sd_path, tmp_path):
+    """A write that really fails (the kernel's file size limit, as a full
+    disk or a quota fails it) names the output file, not only torch's
+    'basic_ios::clear: iostream error'; nothing is left."""
+    import sys
+
+    from helpers.full_disk import run_with_file_size_limit
+    dst = tmp_path / 'out' / 'clip.pth'
+    res = run_with_file_size_limit(
+        [sys.executable, CONVERTER, open_clip_sd_path, str(dst)])
+    assert res.returncode != 0
+    assert f'could not write {dst}' in res.stderr, res.stderr[-2000:]
+    assert 'disk or the quota' in res.stderr
+    assert not dst.exists() and list(dst.parent.iterdir()) == []

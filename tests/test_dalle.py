@@ -310,3 +310,18 @@ def test_converter_cli(openai_encoder, openai_pkl, tmp_path):
     assert res.returncode != 0
     assert 'missing.pkl' in res.stderr
     assert not (tmp_path / 'x.pth').exists()
+
+
+def test_converter_full_disk_names_the_output(openai_pkl, tmp_path):
+    """A write that really fails (the kernel's file size limit, as a full
+    disk or a quota fails it) names the output file; nothing is left."""
+    from helpers.full_disk import run_with_file_size_limit
+    dst = tmp_path / 'out' / 'dalle_encoder.pth'
+    res = run_with_file_size_limit([
+        sys.executable,
+        osp.join(REPO, 'tools', 'model_converters', 'dalle_to_mmcae.py'),
+        openai_pkl, str(dst)])
+    assert res.returncode != 0
+    assert f'could not write {dst}' in res.stderr, res.stderr[-2000:]
+    assert 'disk or the quota' in res.stderr
+    assert os.listdir(dst.parent) == []

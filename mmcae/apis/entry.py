@@ -145,6 +145,10 @@ def run_entry(cfg, mode, transfer=False):
         check_data_roots(cfg)
     use_gloo_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
+    if mode == 'test':
+        from mmcae.apis.complete_model import CompleteModelHook
+        runner.register_hook(
+            CompleteModelHook(cfg.filename or 'CONFIG', transfer))
     result = runner.train() if mode == 'train' else runner.test()
     finish_distributed()
     return None if mode == 'train' else result

@@ -12,7 +12,10 @@ import torch
 
 from .common import rename, state_dict_of, strip_prefix
 
-__all__ = ['convert_cae_encoder', 'detect_cae_layout', 'load_cae_encoder']
+__all__ = [
+    'convert_cae_encoder', 'detect_cae_layout', 'load_cae_encoder',
+    'cae_source_layout'
+]
 
 # Non-encoder parts of the official (Atten4Vis, lxtGH), MMPretrain and
 # mmcae full checkpoints.
@@ -32,7 +35,8 @@ _MMPRETRAIN_RENAMES = [
 ]
 
 
-def detect_cae_layout(sd: Dict[str, torch.Tensor]) -> Tuple[str, str]:
+def detect_cae_layout(sd: Dict[str, torch.Tensor],
+                      source: str = 'the checkpoint') -> Tuple[str, str]:
     """(layout, prefix) of the encoder inside a flat state dict."""
     keys = list(sd)
     for prefix in ('backbone.', 'encoder.', ''):
@@ -40,13 +44,25 @@ def detect_cae_layout(sd: Dict[str, torch.Tensor]) -> Tuple[str, str]:
             return 'mmpretrain', prefix
         if any(k.startswith(prefix + 'blocks.') for k in keys):
             return 'official', prefix
-    raise ValueError('no CAE encoder found: expected keys like '
+    raise ValueError(f'{source!r}: no CAE encoder found: expected keys like '
                      "'[backbone.|encoder.]blocks.0...' (official/mmcae) or "
                      "'backbone.layers.0...' (MMPretrain); first keys: "
                      f'{keys[:5]}')
 
 
-def convert_cae_encoder(ckpt) -> 'OrderedDict[str, torch.Tensor]':
+def cae_source_layout(ckpt, source: str = 'the checkpoint') -> str:
+    """What the converter records in ``meta['source_layout']``:
+    ``official-cae`` (Atten4Vis / lxtGH), ``mmpretrain-cae`` or ``mmcae``
+    (an mmcae training checkpoint: its encoder is copied unchanged)."""
+    sd = strip_prefix(state_dict_of(ckpt, source), 'module.')
+    layout, prefix = detect_cae_layout(sd, source)
+    if layout == 'mmpretrain':
+        return 'mmpretrain-cae'
+    return 'mmcae' if prefix == 'backbone.' else 'official-cae'
+
+
+def convert_cae_encoder(ckpt, source: str = 'the checkpoint'
+                        ) -> 'OrderedDict[str, torch.Tensor]':
     """Encoder weights in mmcae ``CAEViT`` names, without prefix.
 
     Accepts an official CAE checkpoint (``{'model': ...}``, encoder-only
@@ -54,8 +70,8 @@ def convert_cae_encoder(ckpt) -> 'OrderedDict[str, torch.Tensor]':
     checkpoint (``{'state_dict': {'backbone.*', 'teacher.*', 'neck.*'...}}``)
     or an mmcae one (``backbone.*``).
     """
-    sd = strip_prefix(state_dict_of(ckpt), 'module.')
-    layout, prefix = detect_cae_layout(sd)
+    sd = strip_prefix(state_dict_of(ckpt, source), 'module.')
+    layout, prefix = detect_cae_layout(sd, source)
     out = OrderedDict()
     for k, v in sd.items():
         if not k.startswith(prefix) or k.startswith(_DROP):
@@ -88,7 +104,7 @@ def load_cae_encoder(encoder: torch.nn.Module, ckpt,
         ValueError naming ``source`` and the keys when anything else is
         missing, unexpected or misshaped.
     """
-    sd = convert_cae_encoder(ckpt)
+    sd = convert_cae_encoder(ckpt, source)
     try:
         missing, unexpected = encoder.load_state_dict(sd, strict=False)
     except RuntimeError as e:  # shape mismatches

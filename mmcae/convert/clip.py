@@ -28,15 +28,28 @@ from typing import Mapping, Union
 
 import torch
 
-from mmcae.models.teachers.clip import CLIP_ARCHS, CLIPTeacher
-from mmcae.utils.checkpoint import is_torchscript_archive, safe_load
-from .common import state_dict_of, strip_prefix, take_prefix
+from mmcae.models.teachers.clip import CLIP_ARCHS, CONVERTER, CLIPTeacher
+from mmcae.utils.checkpoint import (check_readable, is_torchscript_archive,
+                                    safe_load)
+from .common import (conversion_record, refuse_converted, state_dict_of,
+                     strip_prefix, take_prefix)
 
-__all__ = ['convert_clip_visual', 'infer_clip_arch', 'arch_of_converted']
+__all__ = [
+    'convert_clip_visual', 'infer_clip_arch', 'arch_of_converted',
+    'clip_source_layout'
+]
+
+
+def clip_source_layout(path: str) -> str:
+    """What the converter records in ``meta['source_layout']``."""
+    return 'openai-clip-torchscript' if is_torchscript_archive(path) \
+        else 'open_clip'
 
 
 def _read_source(path: str) -> Mapping[str, torch.Tensor]:
     if not os.path.isfile(path):
+        if os.path.isdir(path):
+            check_readable(path)  # names the directory
         raise FileNotFoundError(
             f'no such file: {path!r} (expected OpenAI\'s ViT-B-16.pt or an '
             'open_clip state dict)')
@@ -135,7 +148,15 @@ def convert_clip_visual(
         sd = _read_source(source)
     else:
         sd = state_dict_or_path
+    use = f"CLIPTeacher(checkpoint='{source}', arch=...)"
+    record = conversion_record(sd)
+    if record is not None:
+        refuse_converted(source, CONVERTER, 'OpenAI / open_clip CLIP '
+                         "weights into CLIPTeacher's format", use, record)
     sd = strip_prefix(state_dict_of(sd, source), 'module.')
+    if 'backbone.patch_embed.projection.weight' in sd and 'proj' in sd:
+        refuse_converted(source, CONVERTER, "OpenAI / open_clip weights "
+                         "('visual.*' keys)", use)
     if any(k.startswith('visual.') for k in sd):
         visual = take_prefix(sd, 'visual.')
     elif 'conv1.weight' in sd:

@@ -24,9 +24,20 @@ from typing import Dict, Sequence
 import torch
 
 from .cae import _MMPRETRAIN_RENAMES
-from .common import rename, state_dict_of, strip_prefix, take_prefix
+from .common import (conversion_record, refuse_converted, rename,
+                     state_dict_of, strip_prefix, take_prefix)
 
-__all__ = ['convert_cmae', 'cmae_backbone', 'fold_bgr_patch_embed']
+__all__ = [
+    'convert_cmae', 'cmae_backbone', 'fold_bgr_patch_embed', 'SOURCE_LAYOUT'
+]
+
+#: what the converter records in its output's ``meta['source_layout']``
+SOURCE_LAYOUT = 'official-cmae'
+CONVERTER = 'tools/model_converters/cmae_to_mmcae.py'
+# mmcae's encoder names (official CMAE uses mmcls' ``layers.i`` /
+# ``patch_embed.projection``): present only in a file converted before or
+# written by mmcae's own training
+_MMCAE_ENCODER_KEYS = ('blocks.', 'patch_embed.proj.')
 
 OFFICIAL_MEAN = (123.675, 116.28, 103.53)
 OFFICIAL_STD = (58.395, 57.12, 57.375)
@@ -69,16 +80,44 @@ def _rename_encoder(name: str, value, out: Dict[str, torch.Tensor]):
     out[rename(name, _MMPRETRAIN_RENAMES)] = value
 
 
-def convert_cmae(ckpt, flip_channels: bool = True
+def _refuse_mmcae_layout(ckpt, sd, source):
+    """A converted (or mmcae-trained) file would get the BGR->RGB fold a
+    second time with its keys unchanged: nothing downstream could tell."""
+    record = conversion_record(ckpt)
+    enc = [k for k in sd
+           if any(k.startswith(p + n) for p in ('', ) + _ENCODERS
+                  for n in _MMCAE_ENCODER_KEYS)]
+    if record is None and not enc:
+        return
+    rgb = (record or {}).get('rgb_input', True)
+    refuse_converted(
+        source, CONVERTER, 'official CMAE checkpoints (mmcls ViT names '
+        "'backbone.layers.*', BGR input); converting again would fold the "
+        'BGR->RGB channel order into the patch embeddings and the pixel '
+        'decoder a second time' + ('' if record else
+                                   f' (mmcae encoder keys such as '
+                                   f'{enc[0]!r})'),
+        f"load_from='{source}' (CMAE pretraining), or init_cfg=dict("
+        f"type='CAEPretrained', checkpoint='{source}') for a downstream "
+        'encoder' + ('' if rgb else '; it was converted with '
+                     '--no-flip-channels and expects BGR input'), record)
+
+
+def convert_cmae(ckpt, flip_channels: bool = True,
+                 source: str = 'the checkpoint'
                  ) -> 'OrderedDict[str, torch.Tensor]':
     """Full mmcae ``CMAE`` state dict from an official checkpoint.
 
     Accepts ``{'state_dict': ...}`` (the mmengine file the official code
     writes), a bare state dict, or the backbone-only file of the official
     ``tools/extract_backbone_weights.py`` (then only ``backbone.*`` is
-    returned). Unknown keys raise a ``ValueError`` naming them.
+    returned). Unknown keys raise a ``ValueError`` naming them; a file in
+    mmcae's layout (converted before: its ``meta``; or mmcae's encoder
+    names) raises :class:`~.common.ConverterRefusal` (``source`` names the
+    file).
     """
-    sd = strip_prefix(state_dict_of(ckpt), 'module.')
+    sd = strip_prefix(state_dict_of(ckpt, source), 'module.')
+    _refuse_mmcae_layout(ckpt, sd, source)
     if not any(k.startswith(_ENCODERS) for k in sd):
         if not any(k.startswith('layers.') for k in sd):
             raise ValueError(

@@ -14,7 +14,9 @@ from mmcae.utils.atomic_io import save_checkpoint_atomic
 
 __all__ = [
     'unwrap', 'state_dict_of', 'strip_prefix', 'take_prefix', 'rename',
-    'check_state_dict', 'file_sha256', 'save_converted_teacher'
+    'check_state_dict', 'file_sha256', 'save_converted_teacher',
+    'ConverterRefusal', 'refuse_output_over_input', 'conversion_record',
+    'refuse_converted'
 ]
 
 # Training code bases nest the weights under one of these (mmengine /
@@ -98,6 +100,76 @@ def check_state_dict(expected: Mapping[str, torch.Tensor],
         lines.append(f'  shape mismatches ({len(misshaped)}): {misshaped}')
     lines += [f'  ({h})' for h in hints]
     raise ValueError('\n'.join(lines))
+
+
+class ConverterRefusal(ValueError):
+    """A converter will not run on these paths / this file (the message
+    says why and what to do); nothing was written."""
+
+
+def refuse_output_over_input(src, dst) -> None:
+    """Refuse ``dst`` when it is ``src`` itself: the same path, a symlink
+    to it, or a hard link (same device and inode once links are followed).
+
+    Called before ``src`` is read: the converters write through
+    :func:`~mmcae.utils.atomic_io.atomic_path`, and renaming the result
+    over the only copy of the original weights loses them for good.
+    """
+    src, dst = os.fspath(src), os.fspath(dst)
+    try:
+        s, d = os.stat(src), os.stat(dst)
+    except OSError:  # no dst yet (or no src: the reader names it)
+        return
+    if (s.st_dev, s.st_ino) != (d.st_dev, d.st_ino):
+        return
+    if osp.abspath(src) == osp.abspath(dst):
+        how = 'the same path'
+    elif osp.realpath(src) == osp.realpath(dst):
+        how = (f'the same file through a symlink ({osp.realpath(dst)})')
+    else:
+        how = 'the same file through a hard link'
+    raise ConverterRefusal(
+        f'refusing to convert {src} into {dst}: the output is {how}, and '
+        'writing it would replace the original weights with the converted '
+        'ones. Give another output path; nothing was read or written.')
+
+
+# What the converters write in their ``meta``: ``converter`` (the tool),
+# ``source_layout`` (what they were given) and, for the teachers,
+# ``format='mmcae.<Teacher>'``.  Files from older CAE / CMAE converters
+# hold ``source`` (+ ``rgb_input``) only; mmengine's own checkpoints carry
+# ``mmengine_version`` and never ``source``.
+_MARKERS = ('converter', 'source_layout', 'rgb_input')
+
+
+def conversion_record(ckpt) -> Optional[dict]:
+    """The ``meta`` of a loaded checkpoint that an mmcae converter wrote,
+    or ``None``."""
+    meta = ckpt.get('meta') if isinstance(ckpt, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return None
+    if any(k in meta for k in _MARKERS) or \
+            str(meta.get('format', '')).startswith('mmcae.') or \
+            ('source' in meta and 'mmengine_version' not in meta):
+        return dict(meta)
+    return None
+
+
+def refuse_converted(src: str, tool: str, why: str, use: str,
+                     meta: Optional[Mapping] = None) -> None:
+    """Raise :class:`ConverterRefusal`: ``src`` is already in mmcae's
+    layout (``meta``: the record of the conversion that made it), and
+    converting it again ``why``; ``use``: how to use it as it is."""
+    if meta:
+        seen = ', '.join(f'{k}={meta[k]!r}' for k in
+                         ('converter', 'source_layout', 'source', 'format',
+                          'rgb_input') if k in meta)
+        what = f'was converted before (its meta: {seen})'
+    else:
+        what = "is already in mmcae's layout (trained with mmcae?)"
+    raise ConverterRefusal(
+        f'refusing to convert {src}: it {what}. {tool} converts {why}. '
+        f'Nothing was written; use the file as it is: {use}')
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:

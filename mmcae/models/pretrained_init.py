@@ -25,6 +25,17 @@ from ..convert.common import strip_prefix
 __all__ = ['CAEPretrainedInit', 'StrictPretrainedInit']
 
 
+def _require_checkpoint(checkpoint, init_type):
+    # ``--cfg-options model.backbone.init_cfg.checkpoint=None`` reads as
+    # "no pretrained weights" but would reach torch.load as None
+    if checkpoint is None:
+        raise ValueError(
+            f"init_cfg=dict(type='{init_type}', checkpoint=None): a "
+            f'{init_type} init needs a checkpoint file. For random init set '
+            'the whole init_cfg to None (--cfg-options '
+            'model.backbone.init_cfg=None)')
+
+
 @WEIGHT_INITIALIZERS.register_module(name='CAEPretrained')
 class CAEPretrainedInit:
     """Load a CAE encoder from an mmcae (CAE, CAE v2), MMPretrain or
@@ -36,6 +47,7 @@ class CAEPretrainedInit:
     """
 
     def __init__(self, checkpoint, map_location='cpu'):
+        _require_checkpoint(checkpoint, 'CAEPretrained')
         self.checkpoint = checkpoint
         self.map_location = map_location
 
@@ -62,6 +74,10 @@ class StrictPretrainedInit(PretrainedInit):
     backbone-only checkpoint, a fresh head); a size mismatch or no matching
     key at all raises ``ValueError`` naming the checkpoint.
     """
+
+    def __init__(self, checkpoint, *args, **kwargs):
+        _require_checkpoint(checkpoint, 'Pretrained')
+        super().__init__(checkpoint, *args, **kwargs)
 
     def __call__(self, module):
         from mmengine.runner.checkpoint import (_load_checkpoint,

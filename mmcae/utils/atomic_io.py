@@ -78,10 +78,11 @@ def atomic_path(filepath: Union[str, Path], suffix: str = '.tmp'):
         os.replace(tmp, filepath)
         tmp = None
     except OSError as e:
-        raise OSError(
-            e.errno, f'could not write {filepath} ({e.strerror or e}); the '
-            'file there, if any, is unchanged (earlier checkpoints are '
-            'kept)') from e
+        msg = (f'could not write {filepath} ({e.strerror or e}); the file '
+               'there, if any, is unchanged (earlier checkpoints are kept)')
+        # OSError(None, msg) would print '[Errno None]'
+        raise (OSError(e.errno, msg) if e.errno is not None else
+               OSError(msg)) from e
     finally:
         if tmp is not None and osp.exists(tmp):
             os.remove(tmp)
@@ -103,7 +104,14 @@ def save_checkpoint_atomic(obj,
     ``dst``."""
     dst = osp.abspath(os.fspath(dst))
     with atomic_path(dst) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:
+            # torch's C++ file writer reports a failed write (full disk,
+            # quota, file size limit) as 'basic_ios::clear: iostream
+            # error', without the file or the errno; atomic_path names dst
+            raise OSError(f'torch.save failed: {e}; is the disk or the '
+                          'quota full?') from e
         if verify is not None:
             verify(tmp)
     return dst

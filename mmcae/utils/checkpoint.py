@@ -375,11 +375,30 @@ def describe_unreadable(path: str) -> str:
             f'{head[:24]!r}')
 
 
+def _latest_in(folder: str) -> str:
+    """', e.g. <the checkpoint mmengine's last_checkpoint names>' for a
+    work dir, else a generic hint."""
+    marker = os.path.join(folder, 'last_checkpoint')
+    try:
+        with open(marker, encoding='utf-8', errors='replace') as f:
+            latest = f.read(4096).strip()
+    except OSError:
+        latest = ''
+    if latest:
+        return f' (its last_checkpoint names {latest})'
+    return (" (a work dir's epoch_N.pth / iter_N.pth; mmengine's "
+            'last_checkpoint file in the work dir names the latest)')
+
+
 def check_readable(path) -> str:
     """``path`` as a string, once it is known to exist and to look like a
     checkpoint; else ``FileNotFoundError`` / :class:`CheckpointReadError`
     naming it and saying what it is."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f'cannot load {path}: it is a directory, not a checkpoint file; '
+            f'give a .pth file{_latest_in(path)}')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
     what = describe_unreadable(path)

@@ -71,6 +71,13 @@ def main():
         'work_dirs/protocols' if args.algorithm == 'cae' else
         f'work_dirs/protocols_{args.algorithm}')
     bench = osp.join(ROOT, 'configs', args.algorithm, 'benchmarks')
+    if osp.isdir(args.checkpoint):
+        sys.path.insert(0, ROOT)
+        from mmcae.utils.checkpoint import check_readable
+        try:
+            check_readable(args.checkpoint)
+        except IsADirectoryError as e:  # says which file in it to give
+            sys.exit(f'--checkpoint: {e}')
     if not osp.isfile(args.checkpoint):
         sys.exit(f'{args.checkpoint} not found: run the main job first '
                  f'(python tools/demo.py --algorithm {args.algorithm}) or pass '

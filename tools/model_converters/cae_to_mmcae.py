@@ -8,6 +8,9 @@ The output ``{'state_dict': {<prefix><key>: tensor}}`` loads with
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
 Source files are read with mmcae's weights-only loader (``safe_load``; the
 ``argparse.Namespace`` official checkpoints carry is allowed as plain data).
+DST may not be SRC (also through a symlink or a hard link); a file this
+tool wrote before is refused (its ``meta`` records ``source_layout``); from
+an mmcae training checkpoint the encoder is copied unchanged.
 """
 import argparse
 import os.path as osp
@@ -16,8 +19,11 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmcae.models import CAEViT  # noqa: E402
-from mmcae.convert.cae import convert_cae_encoder  # noqa: E402
-from mmcae.convert.common import check_state_dict  # noqa: E402
+from mmcae.convert.cae import (cae_source_layout,  # noqa: E402
+                               convert_cae_encoder)
+from mmcae.convert.common import (check_state_dict,  # noqa: E402
+                                  conversion_record, refuse_converted,
+                                  refuse_output_over_input)
 from mmcae.utils import safe_load, save_checkpoint_atomic  # noqa: E402
 
 
@@ -31,7 +37,17 @@ def main():
                    help='check the keys against CAEViT(arch=...)')
     p.add_argument('--prefix', default='backbone.')
     args = p.parse_args()
-    sd = convert_cae_encoder(safe_load(args.src))
+    refuse_output_over_input(args.src, args.dst)
+    ckpt = safe_load(args.src)
+    record = conversion_record(ckpt)
+    if record is not None:
+        refuse_converted(
+            args.src, 'tools/model_converters/cae_to_mmcae.py',
+            'the official, MMPretrain and mmcae CAE checkpoints into an '
+            'encoder-only file', f"init_cfg=dict(type='CAEPretrained', "
+            f"checkpoint='{args.src}')", record)
+    layout = cae_source_layout(ckpt, args.src)
+    sd = convert_cae_encoder(ckpt, args.src)
     if args.arch:
         num = sd['pos_embed'].shape[1] - 1
         side = int(round(num**0.5))
@@ -44,9 +60,13 @@ def main():
         except ValueError as e:
             sys.exit(str(e))
     out = {'state_dict': {args.prefix + k: v for k, v in sd.items()},
-           'meta': {'source': osp.abspath(args.src)}}
+           'meta': {'source': osp.abspath(args.src),
+                    'source_layout': layout,
+                    'converter': 'tools/model_converters/cae_to_mmcae.py'}}
     save_checkpoint_atomic(out, args.dst)
-    print(f'{args.src} -> {args.dst}: {len(sd)} encoder tensors')
+    how = ' (mmcae layout: copied unchanged)' if layout == 'mmcae' else ''
+    print(f'{args.src} -> {args.dst}: {len(sd)} encoder tensors from '
+          f'{layout}{how}')
 
 
 if __name__ == '__main__':

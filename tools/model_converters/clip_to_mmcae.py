@@ -13,7 +13,9 @@ open_clip state dict (``torch.save(model.state_dict())``, or a checkpoint
 kept, cast to fp32, renamed to CLIPTeacher's names and checked; the arch is
 inferred from the shapes. The output is ``torch.save({'state_dict': ...,
 'meta': {...}})``, written to a temporary file, verified by loading it into
-``CLIPTeacher``, then moved into place (``os.replace``).
+``CLIPTeacher``, then moved into place (``os.replace``). DST may not be
+SRC (also through a symlink or a hard link); a file converted before (its
+``meta``, or CLIPTeacher's key names) is refused.
 """
 import argparse
 import os.path as osp
@@ -27,8 +29,9 @@ except ImportError:  # running from a checkout that is not installed
                                             '..')))
 
 from mmcae.convert.clip import (  # noqa: E402
-    arch_of_converted, convert_clip_visual)
-from mmcae.convert.common import save_converted_teacher  # noqa: E402
+    arch_of_converted, clip_source_layout, convert_clip_visual)
+from mmcae.convert.common import (  # noqa: E402
+    refuse_output_over_input, save_converted_teacher)
 from mmcae.models.teachers.clip import CLIPTeacher  # noqa: E402
 
 
@@ -45,11 +48,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
+    refuse_output_over_input(args.src, args.dst)
     state_dict = convert_clip_visual(args.src)  # checks keys and shapes
     arch = arch_of_converted(state_dict)
+    meta = dict(arch=arch, source_layout=clip_source_layout(args.src))
     # round trip through the real loader before the file appears
     save_converted_teacher(state_dict, args.src, args.dst, CLIPTeacher,
-                           meta=dict(arch=arch), arch=arch)
+                           meta=meta, arch=arch)
     n = sum(v.numel() for v in state_dict.values())
     print(f'{args.src} -> {osp.abspath(args.dst)}: CLIP {arch} image '
           f'tower, {len(state_dict)} tensors, {n / 1e6:.1f}M parameters, '

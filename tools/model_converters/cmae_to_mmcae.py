@@ -10,6 +10,11 @@ checkpoint=DST, prefix='backbone.')`` downstream). By default the patch
 embedding is rewritten for mmcae's RGB input (the official pipeline feeds
 BGR, see mmcae/convert/cmae.py). ``--config`` checks the keys
 and shapes against the model the config builds before writing.
+
+DST may not be SRC (also through a symlink or a hard link). A file in
+mmcae's layout -- converted before (its ``meta`` records ``source_layout:
+official-cmae``) or written by mmcae's training -- is refused: converting
+it again would fold the channel order a second time.
 """
 import argparse
 import os.path as osp
@@ -18,8 +23,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmcae.convert.cmae import cmae_backbone, convert_cmae  # noqa
-from mmcae.convert.common import check_state_dict  # noqa: E402
+from mmcae.convert.cmae import (SOURCE_LAYOUT, cmae_backbone,  # noqa
+                                convert_cmae)
+from mmcae.convert.common import (check_state_dict,  # noqa: E402
+                                  refuse_output_over_input)
 from mmcae.utils import safe_load, save_checkpoint_atomic  # noqa: E402
 
 
@@ -35,8 +42,10 @@ def main(argv=None):
     p.add_argument('--config', default=None,
                    help='an mmcae CMAE config to check the keys against')
     args = p.parse_args(argv)
+    refuse_output_over_input(args.src, args.dst)
     sd = convert_cmae(safe_load(args.src),
-                      flip_channels=not args.no_flip_channels)
+                      flip_channels=not args.no_flip_channels,
+                      source=args.src)
     if args.backbone_only:
         sd = {'backbone.' + k: v for k, v in cmae_backbone(sd).items()}
     if args.config:
@@ -57,6 +66,8 @@ def main(argv=None):
             sys.exit(str(e))
     out = {'state_dict': sd,
            'meta': {'source': osp.abspath(args.src),
+                    'source_layout': SOURCE_LAYOUT,
+                    'converter': 'tools/model_converters/cmae_to_mmcae.py',
                     'rgb_input': not args.no_flip_channels}}
     save_checkpoint_atomic(out, args.dst)
     print(f'{args.src} -> {args.dst}: {len(sd)} tensors')

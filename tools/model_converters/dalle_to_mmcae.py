@@ -10,7 +10,10 @@ pickled ``dall_e.encoder.Encoder``. It is read with mmcae's restricted
 unpickler: no code from the pickle runs and ``dall_e`` is not needed. The
 output is ``torch.save({'state_dict': ..., 'meta': {...}})``, loadable with
 ``torch.load(..., weights_only=True)``; it is written to a temporary file,
-checked by loading it into ``DALLEEncoder``, then moved into place.
+checked by loading it into ``DALLEEncoder``, then moved into place. DST
+may not be SRC (also through a symlink or a hard link); a file converted
+before (its ``meta``, or DALLEEncoder's key names) and other checkpoints
+(an mmengine training checkpoint ...) are refused, saying what they are.
 """
 import argparse
 import os.path as osp
@@ -23,8 +26,10 @@ except ImportError:  # running from a checkout that is not installed
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..',
                                             '..')))
 
-from mmcae.convert.common import save_converted_teacher  # noqa: E402
-from mmcae.convert.dalle import convert_openai_dalle_encoder  # noqa: E402
+from mmcae.convert.common import (  # noqa: E402
+    refuse_output_over_input, save_converted_teacher)
+from mmcae.convert.dalle import (  # noqa: E402
+    SOURCE_LAYOUT, convert_openai_dalle_encoder)
 from mmcae.models.teachers.dalle import (  # noqa: E402
     OPENAI_ENCODER_URL, DALLEEncoder)
 
@@ -41,12 +46,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
+    refuse_output_over_input(args.src, args.dst)
     state_dict = convert_openai_dalle_encoder(args.src)  # checks keys/shapes
 
     # round trip through the real loader before the file appears
     meta = save_converted_teacher(state_dict, args.src, args.dst,
                                   DALLEEncoder,
-                                  meta=dict(source_url=OPENAI_ENCODER_URL))
+                                  meta=dict(source_url=OPENAI_ENCODER_URL,
+                                            source_layout=SOURCE_LAYOUT))
 
     n_params = sum(v.numel() for v in state_dict.values())
     print(f'converted {args.src} -> {args.dst}: {len(state_dict)} tensors, '

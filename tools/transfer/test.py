@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
+from mmcae.apis.complete_model import check_test_tool  # noqa: E402
 from mmcae.apis.entry import (add_launch_args, dump_results,  # noqa: E402
                               entry_parser, load_entry_config,
                               merge_cfg_options, parse_entry_args, run_entry,
@@ -31,6 +32,7 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_entry_config(args.config, transfer=True)
+    check_test_tool(cfg, args.config, transfer=True)
     merge_cfg_options(cfg, args.cfg_options, check=False)
     set_launcher_and_work_dir(cfg, args)
     # the trained weights replace the backbone's pretrained init anyway
