@@ -221,3 +221,48 @@ def test_flip_and_resized_crop_match_mmpretrain_exactly():
             assert out['img_shape'] == ref['img_shape'] == (224, 224, 3)
     with pytest.raises(ValueError, match='backend'):
         FastRandomResizedCrop(scale=224, backend='cv2')
+
+
+def test_recipes_use_the_fast_transforms_with_the_official_arguments():
+    from mmengine.config import Config
+    seen = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if 'type' in node:
+                seen.setdefault(node['type'], []).append(node)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v)
+
+    caev2 = 'configs/caev2/caev2_vit-{}-p16_8xb256-amp-coslr-300e_in1k.py'
+    for path in ('configs/_base_/datasets/imagenet_caev2.py',
+                 *(caev2.format(s) for s in ('tiny', 'small', 'large')),
+                 'configs/_base_/datasets/imagenet_cmae.py'):
+        seen.clear()
+        walk(Config.fromfile(os.path.join(ROOT, path))
+             .train_dataloader.dataset.pipeline)
+        for slow in ('ColorJitter', 'RandomGrayscale', 'RandomResizedCrop',
+                     'RandomFlip'):
+            assert slow not in seen, f'{path} still uses {slow}'
+        fused = seen.get('JitterFlipResizedCrop', [{}])[0]
+        cj = fused.get('jitter') or seen['FastColorJitter'][0]
+        assert (cj['brightness'], cj['contrast'], cj['saturation']) == (
+            0.4, 0.4, 0.4), path
+        if 'cmae' in path:
+            assert cj.get('hue') == 0.1
+            assert seen['FastRandomGrayscale'][0]['prob'] == 0.2
+            blur = seen['GaussianBlur'][0]
+            assert (tuple(blur['magnitude_range']), blur['prob']) == (
+                (0.1, 2.0), 0.5)
+            crop = seen['FastRandomResizedCrop'][0]
+            assert (crop['scale'], tuple(crop['crop_ratio_range'])) == (
+                256, (0.2, 1.0))
+        else:
+            assert cj.get('hue', 0) == 0 and fused['flip_prob'] == 0.5
+            crop = fused['crop']
+            assert (crop['scale'], tuple(crop['crop_ratio_range'])) == (
+                224, (0.4, 1.0))
+        assert crop['interpolation'] == 'bicubic'
