@@ -163,6 +163,11 @@ def test_grayscale_matches_mmcv_exactly():
         np.testing.assert_array_equal(
             always.transform({'img': img.copy()})['img'], ref, err_msg=name)
     assert hits > 0
+    # other dtypes go through mmcv's own arithmetic
+    img = IMAGES['chelsea'].astype(np.float32) * 0.7
+    np.testing.assert_array_equal(
+        always.transform({'img': img.copy()})['img'],
+        RandomGrayscale(**dict(kw, prob=1.0)).transform({'img': img})['img'])
 
 
 def test_fused_jitter_flip_crop_equals_the_three_transforms():

@@ -189,15 +189,13 @@ class FastRandomGrayscale(_MMCVRandomGrayscale):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.color_format == 'hsv':
-            raise ValueError(
-                "FastRandomGrayscale(color_format='hsv') is not supported; "
-                "use mmcv's RandomGrayscale")
         weights = np.array(self.channel_weights) / sum(self.channel_weights)
         self._tables = [w * np.arange(256, dtype=np.float64) for w in weights]
 
     def transform(self, results: dict) -> dict:
         img = results['img']
+        if img.dtype != np.uint8 or self.color_format == 'hsv':
+            return super().transform(results)  # no table for these
         img = img[..., None] if img.ndim == 2 else img
         channels = img.shape[2]
         if self._random_prob() < self.prob and channels > 1:
@@ -205,10 +203,9 @@ class FastRandomGrayscale(_MMCVRandomGrayscale):
                 raise ValueError(
                     f'FastRandomGrayscale: {len(self.channel_weights)} '
                     f'channel_weights for an image of {channels} channels')
-            src = img.astype(np.uint8) if img.dtype != np.uint8 else img
-            gray = self._tables[0][src[..., 0]]
+            gray = self._tables[0][img[..., 0]]
             for c in range(1, channels):
-                gray += self._tables[c][src[..., c]]
+                gray += self._tables[c][img[..., c]]
             gray = gray.astype(np.uint8)
             if self.keep_channels:
                 results['img'] = cv2.merge([gray] * channels) \
