@@ -47,12 +47,12 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
-        type='RandomResizedCrop',
+        type='FastRandomResizedCrop',
         scale=img_size,
         crop_ratio_range=(0.5, 1.0),
         backend='pillow',
         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
+    dict(type='FastRandomFlip', prob=0.5),
     dict(
         type='BlockwiseMaskGenerator',
         input_size=grid,

@@ -63,21 +63,21 @@ target_view = [
     dict(
         type='RandomApply',
         transforms=[
-            dict(type='ColorJitter', brightness=0.4, contrast=0.4,
+            dict(type='FastColorJitter', brightness=0.4, contrast=0.4,
                  saturation=0.4, hue=0.1)
         ],
         prob=0.8),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True,
+    dict(type='FastRandomGrayscale', prob=0.2, keep_channels=True,
          channel_weights=(0.114, 0.587, 0.2989)),
     dict(type='GaussianBlur', magnitude_range=(0.1, 2.0),
          magnitude_std='inf', prob=0.5),
 ]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size + 8,
+    dict(type='FastRandomResizedCrop', scale=img_size + 8,
          crop_ratio_range=(0.5, 1.0), backend='pillow',
          interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
+    dict(type='FastRandomFlip', prob=0.5),
     dict(type='MultiView', num_views=[1, 1],
          transforms=[[dict(type='PixelShiftCrop', size=img_size,
                            max_shift=0)], target_view]),

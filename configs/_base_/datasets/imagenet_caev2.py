@@ -14,14 +14,19 @@ data_preprocessor = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4),
-    dict(type='RandomFlip', prob=0.5),
+    # CAE v2's official order (jitter, flip, crop) as one transform that
+    # colours only the pixels the crop keeps: the same pixels as
+    # ColorJitter + RandomFlip + RandomResizedCrop for the same draws
+    # (mmcae/datasets/color_transforms.py)
     dict(
-        type='RandomResizedCrop',
-        scale=224,
-        crop_ratio_range=(0.4, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
+        type='JitterFlipResizedCrop',
+        jitter=dict(brightness=0.4, contrast=0.4, saturation=0.4),
+        flip_prob=0.5,
+        crop=dict(
+            scale=224,
+            crop_ratio_range=(0.4, 1.0),
+            backend='pillow',
+            interpolation='bicubic')),
     dict(
         type='BlockwiseMaskGenerator',
         input_size=14,
