@@ -524,7 +524,10 @@ def check_train_batches(runner):
     ``Runner.train`` builds the loop first thing; building it here instead
     changes nothing else (it reuses the built loop).
     """
-    loader = runner.train_loop.dataloader
+    loop = runner.train_loop
+    loader = getattr(loop, 'dataloader', None)
+    if loader is None:
+        return  # no training loop: Runner.train names what is missing
     try:
         batches = len(loader)
         images = len(loader.dataset)
