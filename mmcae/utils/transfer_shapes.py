@@ -17,6 +17,7 @@ from numbers import Integral
 __all__ = ['check_transfer_shapes', 'pyramid_strides']
 
 _SUPPORTED_RESCALES = (4, 2, 1, 0.5, 0.25)
+_ENCODERS = ('CAEViT', 'CMAEViT')
 
 
 def _type_name(node):
@@ -74,8 +75,9 @@ def check_transfer_shapes(cfg):
     neck = model.get('neck')
     necks = list(neck) if isinstance(neck, (list, tuple)) else [neck]
     listed = isinstance(neck, (list, tuple))
-    if not necks or _type_name(necks[0]) != 'SimpleFeaturePyramid':
-        return
+    if not necks or _type_name(necks[0]) != 'SimpleFeaturePyramid' or \
+            _type_name(backbone) not in _ENCODERS:
+        return  # strides and widths known only for mmcae's encoders
     pkey = 'model.neck.0' if listed else 'model.neck'
     pyramid = necks[0]
     rescales = tuple(pyramid.get('rescales', (4, 2, 1, 0.5)))
