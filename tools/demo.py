@@ -169,12 +169,11 @@ def main():
 
     # ---------------------------------------------------- reconstruction --
     out_png = None
-    if not hasattr(model.head, 'targets'):
-        # The figure reads CAE's pixel head (ContextAutoencoder.reconstruct);
-        # CAE v2 predicts CLIP features and CMAE's pixel decoder is MAE's.
+    if not getattr(model, 'reconstructs_pixels', False):
+        # CAE v2 predicts CLIP features: no pixels to draw
         print(f'[demo] 3/3 skipped: the reconstruction figure is drawn for '
-              f'CAE with pixel targets only, not {type(model).__name__}',
-              flush=True)
+              'models with a pixel head (CAE with pixel targets, CMAE), not '
+              f'{type(model).__name__}', flush=True)
     else:
         from mmcae.visualization import photos_and_scenes_figure
         print('[demo] 3/3 reconstruction figure', flush=True)
@@ -209,8 +208,9 @@ def main():
         total_seconds=total,
         reconstruction=out_png,
         curves=curves_png)
-    with open(osp.join(args.work_dir, 'demo_summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
+    from mmcae.utils.atomic_io import write_atomic
+    write_atomic(json.dumps(summary, indent=2).encode(),
+                 osp.join(args.work_dir, 'demo_summary.json'))
     print(f'[demo] done in {total / 60:.1f} min (pretraining '
           f'{t_train / 60:.1f} min); summary in '
           f'{osp.join(args.work_dir, "demo_summary.json")}')

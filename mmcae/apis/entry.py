@@ -128,8 +128,9 @@ def run_entry(cfg, mode, transfer=False):
     returns (``None`` for training).
 
     MMPretrain-scope configs are checked first (types, data roots, worker
-    counts); transfer configs get their embedded data generated instead
-    (a no-op for configs without ``embedded_data``).
+    counts); transfer configs get their strides and channels checked
+    (:mod:`mmcae.utils.transfer_shapes`) and their embedded data generated
+    instead (a no-op for configs without ``embedded_data``).
     """
     from mmengine.runner import Runner
 
@@ -138,6 +139,8 @@ def run_entry(cfg, mode, transfer=False):
     from mmcae.utils.preflight import follow_num_workers
     if transfer:
         from mmcae.datasets import prepare_embedded_data
+        from mmcae.utils.transfer_shapes import check_transfer_shapes
+        check_transfer_shapes(cfg)
         prepare_embedded_data(cfg)
     else:
         follow_num_workers(cfg)
@@ -149,6 +152,9 @@ def run_entry(cfg, mode, transfer=False):
         from mmcae.apis.complete_model import CompleteModelHook
         runner.register_hook(
             CompleteModelHook(cfg.filename or 'CONFIG', transfer))
+    if mode == 'train':
+        from mmcae.utils.preflight import check_train_batches
+        check_train_batches(runner)
     result = runner.train() if mode == 'train' else runner.test()
     finish_distributed()
     return None if mode == 'train' else result

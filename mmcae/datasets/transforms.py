@@ -58,8 +58,10 @@ class BlockwiseMaskGenerator(BaseTransform):
         input_size (int | Sequence[int]): Size of the patch grid, ``s`` for
             an ``s x s`` grid or ``(h, w)``. Both sides must be at least 2,
             since a block is always strictly smaller than the grid.
-        num_masking_patches (int): Number of patches to mask in every mask.
-            CAE uses 98 for the 14x14 grid of ViT-B/16 at 224.
+        num_masking_patches (int): Number of patches to mask in every mask,
+            at least 1 and fewer than the grid holds (a mask that hides
+            every patch or none is refused). CAE uses 98 for the 14x14 grid
+            of ViT-B/16 at 224.
         min_num_patches (int): Lower bound of a block's target area.
             Defaults to 16 (CAE's setting). It may exceed
             ``num_masking_patches``: the area is then drawn between the two
@@ -102,6 +104,11 @@ class BlockwiseMaskGenerator(BaseTransform):
                 f'num_masking_patches={self.num_masking_patches} exceeds the '
                 f'{self.num_patches} patches of a '
                 f'{self.height}x{self.width} grid')
+        if self.num_masking_patches == self.num_patches:
+            raise ValueError(
+                f'num_masking_patches={self.num_masking_patches} hides every '
+                f'patch of the {self.height}x{self.width} grid: the encoder '
+                'would see nothing; mask fewer (CAE: 98 of 196, 50 %)')
         self.min_num_patches = check_int(
             'min_num_patches', min_num_patches, minimum=1)
         if max_num_patches is None:
@@ -215,7 +222,8 @@ class GridBlockMaskGenerator(BaseTransform):
     Args:
         input_size: patch grid, ``s`` or ``(h, w)``; both sides divisible by
             ``block_size``.
-        mask_ratio: fraction of cells to mask, in [0, 1).
+        mask_ratio: fraction of cells to mask, in [0, 1); a ratio that
+            masks no cell, or keeps none, is refused.
         block_size: patches per cell side (2 = official CMAE, 1 = MAE).
     """
 
@@ -244,6 +252,12 @@ class GridBlockMaskGenerator(BaseTransform):
                 f'{self.cells[0]}x{self.cells[1]} grid')
         self.num_masking_patches = (self.height * self.width -
                                     self.num_keep_cells * self.block_size**2)
+        if self.num_masking_patches == 0:
+            raise ValueError(
+                f'mask_ratio={mask_ratio} masks none of the '
+                f'{self.cells[0]}x{self.cells[1]} cells of '
+                f'{self.block_size}x{self.block_size} patches: there would '
+                'be nothing to predict; use a larger mask_ratio')
 
     def generate(self) -> np.ndarray:
         num_cells = self.cells[0] * self.cells[1]
@@ -322,13 +336,72 @@ __all__ += ['GridBlockMaskGenerator', 'PixelShiftCrop']
 # that every mmcae config's pipeline names the file it could not read.
 @TRANSFORMS.register_module(name='LoadImageFromFile', force=True)
 class LoadImageFromFile(_MMCVLoadImageFromFile):
-    """mmcv's ``LoadImageFromFile``, but every failure names the file.
+    """mmcv's ``LoadImageFromFile``, but every failure names the file, and
+    an image over ``max_pixels`` is refused before it is decoded.
 
     mmcv names a file that decodes to nothing, but an empty (0-byte) file
     makes OpenCV raise ``cv2.error ... !buf.empty()`` with no path.
+
+    mmcv decodes with OpenCV, whose own limit is 2**30 pixels: a
+    20000x20000 PNG (a few MB on disk) decodes to 1.2 GB per copy and the
+    pipeline makes several, in every worker.  The size is read from the
+    file's header first (Pillow reads only the header until asked for
+    pixels) and an image over the limit is refused, naming the file, its
+    size and the config key.  Local files only: for other backends the
+    header cannot be read without fetching the whole object twice.
+
+    Args:
+        max_pixels: the largest ``width * height`` accepted; Pillow's own
+            decompression-bomb threshold (89478485, about 9459x9459) by
+            default; ``None`` turns the check off.  In a config: the
+            pipeline's ``dict(type='LoadImageFromFile', max_pixels=N)``.
+        **kwargs: mmcv's arguments.
     """
 
+    DEFAULT_MAX_PIXELS = 89478485  # PIL.Image.MAX_IMAGE_PIXELS
+
+    def __init__(self, *args, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_pixels = None if max_pixels is None else check_int(
+            'LoadImageFromFile max_pixels', max_pixels, minimum=1)
+
+    def _check_pixels(self, path):
+        if self.max_pixels is None or not isinstance(path, (str, os.PathLike)):
+            return
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            return  # remote or missing: mmcv's read names it
+        import re
+        import warnings
+
+        from PIL import Image
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+                with Image.open(path) as im:  # the header only
+                    w, h = im.size
+            pixels, size = w * h, f'is {w}x{h} ({w * h} pixels)'
+        except Image.DecompressionBombError as e:
+            # Pillow stops at twice its limit, before giving the size
+            found = re.search(r'\((\d+) pixels\)', str(e))
+            if found is None:
+                raise
+            pixels = int(found.group(1))
+            size = f'has {pixels} pixels'
+        except Exception:
+            return  # not Pillow's format, or broken: the decode names it
+        if pixels > self.max_pixels:
+            raise ValueError(
+                f'image {path} {size}, over the limit '
+                f'of {self.max_pixels} pixels of LoadImageFromFile '
+                '(max_pixels): decoding it would take '
+                f'{pixels * 3 / 2**30:.1f} GiB per copy. Resize the image, '
+                "or raise the limit with the pipeline's dict("
+                "type='LoadImageFromFile', max_pixels=N) (None: no limit)")
+
     def transform(self, results: dict) -> Optional[dict]:
+        self._check_pixels(results.get('img_path'))
         try:
             return super().transform(results)
         except Exception as e:
@@ -343,3 +416,6 @@ class LoadImageFromFile(_MMCVLoadImageFromFile):
                 f'{type(e).__name__}: '
                 f'{(str(e).strip().splitlines() or [""])[-1]}')
             raise OSError(f'failed to load image: {path} ({why})') from e
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f', max_pixels={self.max_pixels})'

@@ -10,7 +10,8 @@ from numbers import Integral, Real
 __all__ = [
     'check_data_roots', 'use_gloo_without_cuda', 'check_cfg_options',
     'check_config_types', 'finish_distributed', 'load_config',
-    'follow_num_workers', 'prepare_test', 'check_dataset_args'
+    'follow_num_workers', 'prepare_test', 'check_dataset_args',
+    'check_train_batches'
 ]
 
 # Datasets that create their data on first use.
@@ -555,3 +556,41 @@ def finish_distributed():
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def check_train_batches(runner):
+    """Build the training loop (its data loader) and refuse one that draws
+    no batch: with ``drop_last=True`` and fewer images per process than
+    ``batch_size``, mmengine would run every epoch with zero iterations,
+    save the untrained weights and exit 0.
+
+    ``Runner.train`` builds the loop first thing; building it here instead
+    changes nothing else (it reuses the built loop).
+    """
+    loop = runner.train_loop
+    loader = getattr(loop, 'dataloader', None)
+    if loader is None:
+        return  # no training loop: Runner.train names what is missing
+    try:
+        batches = len(loader)
+        images = len(loader.dataset)
+    except TypeError:  # an iterable dataset has no length
+        return
+    if batches:
+        return
+    if images == 0:
+        raise ValueError(
+            'train_dataloader.dataset holds no image: check its data_root / '
+            'ann_file / data_prefix (and, for a folder, the warnings about '
+            'entries that could not be read)')
+    cfg = runner.cfg.get('train_dataloader') or {}
+    batch = cfg.get('batch_size', getattr(loader, 'batch_size', None))
+    world = runner.world_size
+    per_rank = -(-images // world)
+    raise ValueError(
+        f'train_dataloader.batch_size={batch} with drop_last=True, but the '
+        f'training set has {images} image(s) ({per_rank} per process on '
+        f'{world} process(es)): not one batch would be drawn and the run '
+        'would end without a training step. Lower train_dataloader.'
+        'batch_size, set train_dataloader.drop_last=False, or check '
+        'train_dataloader.dataset (data_root, ann_file)')

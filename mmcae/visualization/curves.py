@@ -11,8 +11,9 @@ import glob
 import importlib.util
 import json
 import math
-import os
 import os.path as osp
+
+from .figures import save_figure
 
 __all__ = [
     'read_scalars', 'latest_scalars', 'plot_training_curves',
@@ -118,10 +119,7 @@ def plot_training_curves(scalars_json, out_png, probe=None, chance=None,
         ax.set_ylabel('linear probe val top-1 (%)')
         ax.set_title('frozen features')
     fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(out_png)), exist_ok=True)
-    fig.savefig(out_png, dpi=DPI)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=DPI)
 
 
 def add_tensorboard_backend(cfg):

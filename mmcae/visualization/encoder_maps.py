@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .figures import save_figure
+
 __all__ = [
     'build_encoder', 'images_to_tensor', 'last_block_attention',
     'last_block_cls_attention',
@@ -143,8 +145,8 @@ def attention_figure(encoder, images: Sequence[np.ndarray], out_file: str,
     right (a colour bar for row 2 on one scale for all images, the head
     colours of row 3), so the PNG is ((cols + 0.5) x panel_px,
     3 x panel_px).  ``source`` (the checkpoint) heads the title, so that
-    figures of different encoders cannot be mistaken for each other."""
-    import os
+    figures of different encoders cannot be mistaken for each other.
+    Returns the path written (see :func:`save_figure`)."""
     plt = _plt()
     attn = last_block_cls_attention(encoder, images_to_tensor(images))
     mean_map = attn.mean(1)
@@ -197,10 +199,7 @@ def attention_figure(encoder, images: Sequence[np.ndarray], out_file: str,
     fig.suptitle(f'{source or "encoder"}\ncls attention, last block: '
                  f'image / head mean with its {int(mass * 100)} % mass '
                  'contour / per-head contours', fontsize=6, y=0.995)
-    os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
-    fig.savefig(out_file, dpi=dpi)
-    plt.close(fig)
-    return out_file
+    return save_figure(fig, out_file, dpi=dpi)
 
 
 def tsne_figure(feats: torch.Tensor, labels: Sequence[int],
@@ -208,17 +207,22 @@ def tsne_figure(feats: torch.Tensor, labels: Sequence[int],
                 title: str = '', seed: int = 0, perplexity: float = 30.,
                 size_px: int = 600) -> str:
     """2-D t-SNE (scikit-learn) of ``feats`` coloured by class; a square
-    ``size_px`` PNG."""
-    import os
+    ``size_px`` figure; returns the path written (see
+    :func:`save_figure`)."""
     try:
         from sklearn.manifold import TSNE
     except ImportError as e:  # pragma: no cover - listed in requirements
         raise ImportError('the t-SNE figure needs scikit-learn '
                           '(requirements/runtime.txt)') from e
+    if not 0 < perplexity < len(feats):
+        # TSNE's own check (perplexity < n_samples) comes after the work;
+        # the perplexity is used as given, never lowered behind the title
+        raise ValueError(f't-SNE needs more points than its perplexity: '
+                         f'{len(feats)} points, perplexity {perplexity}')
     plt = _plt()
     x = feats.double().numpy()
-    emb = TSNE(n_components=2, perplexity=min(perplexity, (len(x) - 1) / 3),
-               init='pca', random_state=seed).fit_transform(x)
+    emb = TSNE(n_components=2, perplexity=perplexity, init='pca',
+               random_state=seed).fit_transform(x)
     labels = np.asarray(labels)
     dpi = 100
     fig, ax = plt.subplots(figsize=(size_px / dpi, size_px / dpi), dpi=dpi)
@@ -233,7 +237,4 @@ def tsne_figure(feats: torch.Tensor, labels: Sequence[int],
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
-    fig.savefig(out_file, dpi=dpi)
-    plt.close(fig)
-    return out_file
+    return save_figure(fig, out_file, dpi=dpi)

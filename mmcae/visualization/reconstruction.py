@@ -4,7 +4,7 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from mmcae.utils.atomic_io import atomic_path
+from .figures import save_figure
 
 __all__ = [
     'skimage_photos', 'reconstruction_figure', 'center_crop_resize',
@@ -43,10 +43,12 @@ def reconstruction_figure(model,
                           mean=(123.675, 116.28, 103.53),
                           std=(58.395, 57.12, 57.375),
                           titles: Sequence[str] = None) -> str:
-    """Write a PNG with rows original / masked / reconstruction.
+    """Write a figure with rows original / masked / reconstruction (the
+    format the extension of ``out_file`` names); returns the path written.
 
     Args:
-        model: a :class:`ContextAutoencoder` with a pixel head.
+        model: a model with ``reconstruct(img, mask)`` (CAE with a pixel
+            head, CMAE).
         images: RGB uint8 HWC arrays of the model's input size.
         masks: (B, h, w) or (B, N) bool, True = masked.
     """
@@ -64,7 +66,7 @@ def reconstruction_figure(model,
     model.train(was_training)
     rec = (rec * std_t + mean_t).clamp(0, 255).byte().permute(0, 2, 3, 1)
 
-    ph, pw = model.head.patch_size
+    ph, pw = model.backbone.patch_size
     H, W = x.shape[-2:]
     m = masks.reshape(len(images), H // ph, W // pw).bool()
     m = m.repeat_interleave(ph, 1).repeat_interleave(pw, 2)
@@ -86,13 +88,7 @@ def reconstruction_figure(model,
             if r == 0 and titles:
                 ax.set_title(titles[c], fontsize=8)
     fig.tight_layout()
-    try:
-        # savefig picks the format from the temp name's extension
-        with atomic_path(out_file, suffix='.tmp.png') as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)
-    return out_file
+    return save_figure(fig, out_file, dpi=100)
 
 
 def photos_and_scenes_figure(model,
@@ -119,7 +115,7 @@ def photos_and_scenes_figure(model,
     n = grid[0] * grid[1]
     gen = BlockwiseMaskGenerator(
         input_size=grid,
-        num_masking_patches=max(1, int(round(mask_ratio * n))),
+        num_masking_patches=min(n - 1, max(1, int(round(mask_ratio * n)))),
         min_num_patches=min(4, n))
     random.seed(seed)
     masks = torch.stack(

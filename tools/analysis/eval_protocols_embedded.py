@@ -24,6 +24,7 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
 CONFIGS = {
     'ft': '{}_vit-demo-p8_ft-1xb64-coslr-10e_embedded.py',
     'linear': '{}_vit-demo-p8_linear-1xb256-lars-coslr-20e_embedded.py',
@@ -50,6 +51,33 @@ def last_top1(work_dir):
     if top1 is None:
         raise RuntimeError(f'no accuracy/top1 logged under {work_dir}')
     return top1
+
+
+def wait_jobs(jobs, proto):
+    """Wait for the runs in ``jobs``; the first that fails stops the tool
+    at once (the run beside it is terminated, no later run starts): the
+    table needs every run, so the others would only burn their hours."""
+    pending = {k: j for k, j in jobs.items() if 'seconds' not in j}
+    while pending:
+        for init, job in list(pending.items()):
+            rc = job['proc'].poll()
+            if rc is None:
+                continue
+            job['seconds'] = time.time() - job['t0']
+            job['log'].close()
+            del pending[init]
+            if rc:
+                for other in pending.values():
+                    other['proc'].terminate()
+                    other['proc'].wait()
+                    other['log'].close()
+                stopped = ''.join(f'; stopped {o} beside it'
+                                  for o in pending)
+                sys.exit(f'{proto} ({init}) failed (exit code {rc}): see '
+                         f'{job["wd"]}/run.log{stopped}; no further run '
+                         'was started')
+        if pending:
+            time.sleep(0.2)
 
 
 def main():
@@ -95,28 +123,23 @@ def main():
                    '--work-dir', wd, '--cfg-options', opt]
             os.makedirs(wd, exist_ok=True)
             log = open(osp.join(wd, 'run.log'), 'w')
-            t0 = time.time()
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-            jobs[init] = (proc, t0, wd, log)
+            jobs[init] = dict(proc=proc, t0=time.time(), wd=wd, log=log)
             if args.parallel == 1:
-                proc.wait()
-                jobs[init] = (proc, t0, wd, log, time.time() - t0)
+                wait_jobs({init: jobs[init]}, proto)
+        wait_jobs(jobs, proto)
         for init, job in jobs.items():
-            proc, t0, wd, log = job[:4]
-            proc.wait()
-            secs = job[4] if len(job) > 4 else time.time() - t0
-            log.close()
-            if proc.returncode:
-                sys.exit(f'{proto} ({init}) failed: see {wd}/run.log')
+            secs = job['seconds']
             results.setdefault(proto, {})[init] = dict(
-                top1=last_top1(wd), seconds=round(secs, 1))
+                top1=last_top1(job['wd']), seconds=round(secs, 1))
             print(f'{NAMES[proto]:<16} {init:<12} top-1 '
                   f'{results[proto][init]["top1"]:6.2f} %  '
                   f'{secs / 60:5.1f} min', flush=True)
-    with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
-        json.dump(dict(algorithm=args.algorithm, checkpoint=args.checkpoint,
-                       parallel=args.parallel,
-                       results=results), f, indent=2)
+    from mmcae.utils.atomic_io import write_atomic
+    write_atomic(
+        json.dumps(dict(algorithm=args.algorithm, checkpoint=args.checkpoint,
+                        parallel=args.parallel, results=results),
+                   indent=2).encode(), osp.join(args.work_dir, 'summary.json'))
     print('\n| protocol | pretrained | random init | difference | '
           'minutes (pretrained / random) |')
     print('|---|---|---|---|---|')

@@ -4,6 +4,9 @@ encoder checkpoint, with the contour of the patches holding 50 % of it.
     python tools/analysis/visualize_attention.py CHECKPOINT OUT.png
         [--config CFG] [--scenes 4] [--photos 4] [--mass 0.5]
 
+OUT's extension picks the format (.png, .jpg, .pdf, .svg, ...; none: .png
+is added); the tool prints the path it wrote.
+
 CHECKPOINT: any layout (mmcae pretraining or classifier, MMPretrain,
 official release), or ``random`` for the config's random init.  CFG gives
 the encoder (``model.backbone``); default: the demo's pretraining config.
@@ -53,10 +56,22 @@ def load_encoder(args):
     return build_encoder(cfg.model.backbone, ckpt)
 
 
+def checked_out(out):
+    """The figure path the tool will write (``.png`` added to a name
+    without an extension), checked before any work: an extension
+    matplotlib cannot write stops the tool, naming OUT."""
+    from mmcae.visualization import figure_path
+    try:
+        return figure_path(out)[0]
+    except ValueError as e:
+        sys.exit(str(e))
+
+
 def main(argv=None):
     args = parse_args(argv)
     from mmcae.visualization import (attention_figure, render_scenes,
                                      skimage_photos)
+    checked_out(args.out)
     encoder = load_encoder(args)
     size = encoder.img_size
     images = skimage_photos(size)[:args.photos]
@@ -68,12 +83,12 @@ def main(argv=None):
                for i, c in enumerate(labels)]
     if not images:
         sys.exit('nothing to draw: --photos and --scenes are both 0')
-    attention_figure(encoder, images, args.out, mass=args.mass,
-                     titles=titles, source=(
-                         f'{args.checkpoint} (random init, seed '
-                         f'{args.seed})' if args.checkpoint == 'random'
-                         else args.checkpoint))
-    print(f'wrote {args.out}')
+    out = attention_figure(encoder, images, args.out, mass=args.mass,
+                           titles=titles, source=(
+                               f'{args.checkpoint} (random init, seed '
+                               f'{args.seed})' if args.checkpoint == 'random'
+                               else args.checkpoint))
+    print(f'wrote {out}')
 
 
 if __name__ == '__main__':

@@ -14,13 +14,13 @@ Each run is ``tools/transfer/train.py CONFIG`` with
 import argparse
 import glob
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
 CONFIGS = {
     'det': osp.join(ROOT, 'configs', 'mask_rcnn', 'mask-rcnn_cae-vit-demo-'
                     'p8_fpn-4conv1fc-giou_1xb4-ms-6e_embedded-coco.py'),
@@ -93,9 +93,10 @@ def main():
             vals = [results[f'{task}_{i}'][k] * scale for i in args.inits]
             print(f'| {task} | {k} | ' +
                   ' | '.join(f'{v:.1f}' for v in vals) + ' |')
-    os.makedirs(args.work_dir, exist_ok=True)
-    with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
-        json.dump(dict(checkpoint=ckpt, results=results), f, indent=2)
+    from mmcae.utils.atomic_io import write_atomic
+    write_atomic(
+        json.dumps(dict(checkpoint=ckpt, results=results), indent=2).encode(),
+        osp.join(args.work_dir, 'summary.json'))
 
 
 if __name__ == '__main__':

@@ -14,8 +14,8 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import (MaskIds, gather_tokens, mask_ids, patch_stats,
-                      patchify, split_views, step_inputs, unpatchify)
+from ..layers import (MaskIds, mask_ids, paste_masked_patches,
+                      split_views, step_inputs)
 from ..teachers.base import keep_target_generator_out_of_checkpoints
 from .heads import CAEPixelPredictionHead
 
@@ -167,19 +167,15 @@ class ContextAutoencoder(BaseSelfSupervisor):
             raise TypeError('reconstruct() needs a pixel prediction head, '
                             f'got {type(self.head).__name__}')
         mask = mask_ids(mask)
-        grid = self.backbone.patch_embed.grid_size(img.shape)
         out = self.forward_latents(img, mask)
         pred = self.predict_targets(out['latent_pred'], out['pos_masked'])
-        patches = patchify(img, self.head.patch_size)
-        masked = gather_tokens(patches, mask.masked)
-        if self.head.norm_pix:
-            # undo the head's target normalisation (its eps included)
-            mean, var = patch_stats(masked)
-            pred = pred * (var + 1e-6).sqrt() + mean
-        patches = patches.clone()
-        idx = mask.masked.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
-        patches.scatter_(1, idx, pred.to(patches))
-        return unpatchify(patches, self.head.patch_size, grid)
+        return paste_masked_patches(img, pred, mask.masked,
+                                    self.head.patch_size, self.head.norm_pix)
+
+    @property
+    def reconstructs_pixels(self) -> bool:
+        """Whether :meth:`reconstruct` can draw this model (pixel head)."""
+        return isinstance(self.head, CAEPixelPredictionHead)
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """All tokens of the whole image, (B, 1 + N, C)."""

@@ -131,12 +131,16 @@ class CAEViT(BaseModule):
             qv_bias, drop_rate, attn_drop_rate, drop_path_rate,
             layer_scale_init_value, norm_eps,
             rel_pos_grid=grid if use_rel_pos_bias else None)
-        self.out_indices = tuple(
-            i % self.depth if i < 0 else i for i in out_indices)
-        for i in self.out_indices:
-            if not 0 <= i < self.depth:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for a {self.depth}-block CAEViT')
+        # Python's own rule for negative indices: -depth is the first
+        # block; anything further out would wrap around a second time and
+        # silently pick another block.
+        bad = [i for i in out_indices if not -self.depth <= i < self.depth]
+        if bad:
+            raise ValueError(
+                f'out_indices {tuple(out_indices)}: {bad} out of range for a '
+                f'{self.depth}-block CAEViT (model.backbone.out_indices '
+                f'takes block indices in [{-self.depth}, {self.depth}))')
+        self.out_indices = tuple(i % self.depth for i in out_indices)
         # Mean pooling normalises after pooling (fc_norm) instead of per
         # token; dense outputs are taken without a final norm.
         if out_type in ('avg_featmap', 'featmap'):

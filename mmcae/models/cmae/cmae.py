@@ -28,9 +28,10 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from ...registry import MODELS
-from ..layers import MaskIds, split_views, step_inputs
+from ..layers import (MaskIds, gather_tokens, mask_ids, paste_masked_patches,
+                      split_views, step_inputs)
 from .branches import online_branch, target_branch
-from .decoders import CMAEFeatureDecoder, CMAEPixelDecoder
+from .decoders import CMAEFeatureDecoder, CMAEPixelDecoder, restore_ids
 from .encoder import CMAEViT
 from .momentum_encoder import CMAEMomentumEncoder
 
@@ -192,6 +193,30 @@ class CMAE(BaseSelfSupervisor):
         # the head's predictor turns the projection z into q
         loss_ct = self.head.loss(z, k)
         return dict(loss_rc=loss_rc, loss_ct=self.lambda_c * loss_ct)
+
+    # ------------------------------------------------------- visualisation
+    reconstructs_pixels = True
+
+    @torch.no_grad()
+    def reconstruct(self, img: torch.Tensor, mask: torch.Tensor):
+        """The pixel decoder's reconstruction, for the paper-style figure:
+        visible patches copied from ``img``, masked ones predicted (and
+        de-normalised with the original patch's statistics when
+        ``rc_head.norm_pix``).
+
+        Args:
+            img: (B, 3, H, W) in the model's input normalisation.
+            mask: (B, h, w) or (B, N) bool, True = masked, the same count
+                per image.
+        Returns:
+            (B, 3, H, W) in the input's normalisation.
+        """
+        ids = mask_ids(mask)
+        latent = self.backbone(img, ids)
+        pixels = self.pixel_decoder(latent, restore_ids(ids.mask))
+        return paste_masked_patches(img, gather_tokens(pixels, ids.masked),
+                                    ids.masked, self.backbone.patch_size,
+                                    getattr(self.rc_head, 'norm_pix', False))
 
     def extract_feat(self, inputs):
         img, _ = split_views(inputs)

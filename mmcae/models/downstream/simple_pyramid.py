@@ -72,9 +72,19 @@ class SimpleFeaturePyramid(BaseModule):
         self.ops = nn.ModuleList(ops)
 
     def forward(self, inputs):
+        # the configs are checked before building (utils/transfer_shapes);
+        # these catch a neck used from code
         if len(inputs) != len(self.ops):
             raise ValueError(
                 f'SimpleFeaturePyramid got {len(inputs)} feature maps but '
                 f'has {len(self.ops)} rescales {self.rescales}; match the '
-                "backbone's out_indices")
+                "backbone's out_indices (model.backbone.out_indices)")
+        for i, x in enumerate(inputs):
+            if x.shape[1] != self.embed_dims:
+                raise ValueError(
+                    f'SimpleFeaturePyramid: feature map {i} has {x.shape[1]} '
+                    f'channels (shape {tuple(x.shape)}) but embed_dims='
+                    f'{self.embed_dims}; set the neck\'s embed_dims '
+                    "(model.neck.embed_dims, or model.neck.0.embed_dims in "
+                    "a list of necks) to the backbone's width")
         return tuple(op(x) for op, x in zip(self.ops, inputs))

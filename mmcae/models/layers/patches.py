@@ -7,7 +7,8 @@ import torch.nn as nn
 from .helpers import to_2tuple
 
 __all__ = [
-    'PatchEmbed', 'patchify', 'unpatchify', 'patch_stats', 'normalize_patches'
+    'PatchEmbed', 'patchify', 'unpatchify', 'patch_stats',
+    'normalize_patches', 'paste_masked_patches'
 ]
 
 
@@ -65,3 +66,33 @@ def normalize_patches(patches: torch.Tensor, eps: float = 1e-6):
     """Per-patch zero mean / unit variance (MAE's ``norm_pix_loss``)."""
     mean, var = patch_stats(patches)
     return (patches - mean) / (var + eps).sqrt(), mean, var
+
+
+def paste_masked_patches(img: torch.Tensor, pred: torch.Tensor,
+                         masked: torch.Tensor, patch_size,
+                         norm_pix: bool) -> torch.Tensor:
+    """``img`` with its masked patches replaced by predicted pixels: the
+    reconstruction figure of every pixel-target model (CAE, CMAE).
+
+    Args:
+        img: (B, C, H, W) input, in the model's normalisation.
+        pred: (B, Nm, ph*pw*C) predictions for the patches ``masked``,
+            in :func:`patchify`'s layout.
+        masked: (B, Nm) long indices of the masked patches.
+        norm_pix: the head predicted per-patch normalised pixels; they are
+            de-normalised with the original patch's statistics (its eps
+            included), as MAE's visualisation does.
+    Returns:
+        (B, C, H, W) in the input's normalisation.
+    """
+    from .masking import gather_tokens
+    ph, pw = to_2tuple(patch_size)
+    grid = (img.shape[-2] // ph, img.shape[-1] // pw)
+    patches = patchify(img, (ph, pw))
+    if norm_pix:
+        mean, var = patch_stats(gather_tokens(patches, masked))
+        pred = pred * (var + 1e-6).sqrt() + mean
+    patches = patches.clone()
+    idx = masked.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
+    patches.scatter_(1, idx, pred.to(patches))
+    return unpatchify(patches, (ph, pw), grid)
