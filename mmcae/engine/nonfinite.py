@@ -142,6 +142,7 @@ class NonFiniteGuardHook(Hook):
         self._skipped: List[int] = []
         self._keys: Optional[List[str]] = None
         self._step_ok = None
+        self._current: Optional[tuple] = None
 
     # ----------------------------------------------------------- loading --
     def after_load_checkpoint(self, runner, checkpoint):
@@ -171,7 +172,8 @@ class NonFiniteGuardHook(Hook):
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         # the values logged after this step belong to this iteration
-        self._iters.append((runner.iter + 1, runner.epoch + 1, batch_idx + 1))
+        self._current = (runner.iter + 1, runner.epoch + 1, batch_idx + 1)
+        self._iters.append(self._current)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
@@ -275,37 +277,45 @@ class NonFiniteGuardHook(Hook):
         from mmengine.runner import find_latest_checkpoint
         last = find_latest_checkpoint(runner.work_dir)
         config = getattr(runner.cfg, 'filename', None) or 'CONFIG'
+        now = self._current[0] if self._current else runner.iter
         if found:
             it, what = found[0]
-            head = (f'non-finite training at iteration {it} ({what})')
+            head = f'non-finite training at iteration {it} ({what})'
             if len(found) > 1:
                 head += (f'; also at iteration(s) '
                          f'{", ".join(str(i) for i, _ in found[1:6])}')
         else:
-            head = f'non-finite training at iteration {runner.iter + 1}: ' \
-                + why
+            head = f'non-finite training at iteration {now}: {why}'
         if self.max_skipped_steps:
             head += (f'; {len(self._skipped)} non-finite steps, more than '
                      f'max_skipped_steps={self.max_skipped_steps}')
+        wrapper = runner.optim_wrapper
+        max_norm = (getattr(wrapper, 'clip_grad_kwargs', None)
+                    or {}).get('max_norm')
+        clip = ("'optim_wrapper.clip_grad=dict(max_norm=3.0)'"
+                if max_norm is None else
+                f'optim_wrapper.clip_grad.max_norm={max_norm / 3:g} (now '
+                f'{max_norm:g})')
+        fp16 = _scaler_skips(wrapper) or \
+            getattr(wrapper, 'cast_dtype', None) is torch.float16
+        bf16 = ' or --amp bf16 (fp16 overflows above 65504)' if fp16 else ''
         if last:
             where = (f'Nothing was saved after the last good checkpoint, '
-                     f'{last}. Resume from it with\n'
+                     f'{last}. Resume from it with a tighter gradient clip'
+                     f'{bf16}:\n'
                      f'  python tools/train.py {config} --resume {last} '
-                     "--cfg-options 'optim_wrapper.clip_grad=dict("
-                     "max_norm=3.0)'\n"
-                     '  (or --amp bf16 in place of fp16). --resume keeps the '
-                     "checkpoint's learning rate; to lower it, start from "
-                     'its weights instead:\n'
+                     f'--cfg-options {clip}\n'
+                     "  --resume keeps the checkpoint's learning rate; to "
+                     'lower it, start from its weights instead:\n'
                      f'  python tools/train.py {config} --cfg-options '
                      f'load_from={last} optim_wrapper.optimizer.lr=LOWER')
         else:
             where = ('No checkpoint was written before it. Start again with '
                      'a lower learning rate (--cfg-options '
-                     'optim_wrapper.optimizer.lr=LOWER), gradient clipping '
-                     "('optim_wrapper.clip_grad=dict(max_norm=3.0)') or "
-                     '--amp bf16 in place of fp16')
-        msg = (f'{head}. Training stopped. {where}\n  To skip up to N such '
-               'steps instead: --cfg-options '
+                     f'optim_wrapper.optimizer.lr=LOWER), a tighter gradient '
+                     f'clip ({clip}){bf16}')
+        msg = (f'{head}. Training stopped at iteration {now}. {where}\n'
+               '  To skip up to N such steps instead: --cfg-options '
                'default_hooks.nonfinite.max_skipped_steps=N')
         runner.logger.error(f'NonFiniteGuardHook: {msg}')
         raise NonFiniteTrainingError(msg)
