@@ -44,7 +44,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_reduce, get_world_size
+from mmengine.dist import all_reduce, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook, LoggerHook
 
 from ..registry import HOOKS
@@ -161,9 +161,9 @@ class NonFiniteGuardHook(Hook):
         self._check(runner, flush=True, collective=False)
         bad = nonfinite_tensors(checkpoint)
         if bad:
-            self._stop(runner, [], f'the checkpoint about to be saved holds '
-                       f'non-finite tensors ({", ".join(bad)}), so it was '
-                       'not written')
+            self._stop(runner, [], why='the checkpoint about to be saved '
+                       f'holds non-finite tensors ({", ".join(bad)}), so it '
+                       'was not written')
 
     # ---------------------------------------------------------- training --
     def before_train(self, runner):
@@ -216,25 +216,32 @@ class NonFiniteGuardHook(Hook):
         if not decide:
             return
         found, self._found = self._found, []
-        if collective and get_world_size() > 1:
-            # every rank stops at the same check, not only those whose own
-            # loss went non-finite (a lone rank's exit would leave the
-            # others waiting in the next collective)
-            flag = torch.tensor([len(found)], dtype=torch.int64)
-            all_reduce(flag, op='max')
-            if flag.item() and not found:
-                self._stop(runner, [], 'another rank logged a non-finite '
-                           'loss or gradient norm (see its message)')
-        if not found:
-            return
         self._skipped.extend(it for it, _ in found)
-        if len(self._skipped) > self.max_skipped_steps:
-            self._stop(runner, found)
-        runner.logger.warning(
-            f'NonFiniteGuardHook: skipped the update of iteration(s) '
-            f'{", ".join(str(it) for it, _ in found)} ({found[0][1]}); '
-            f'{len(self._skipped)} of max_skipped_steps='
-            f'{self.max_skipped_steps} used')
+        count, any_found, rank0_found = len(self._skipped), found, found
+        if collective and get_world_size() > 1:
+            # every rank takes the same decision at the same check, not only
+            # those whose own loss went non-finite (a lone rank's exit would
+            # leave the others waiting in the next collective); one small
+            # all-reduce at the logger's reads and before saves
+            rank0 = get_rank() == 0
+            flag = torch.tensor([len(found), len(found) * rank0, count],
+                                dtype=torch.int64)
+            all_reduce(flag, op='max')
+            any_found, rank0_found, count = flag.tolist()
+        if not any_found:
+            return
+        if count > self.max_skipped_steps:
+            # the message once: from rank 0, else from the ranks that saw it
+            quiet = get_rank() != 0 and (rank0_found or not found)
+            self._stop(runner, found, count, quiet,
+                       '' if found else 'another rank logged a non-finite '
+                       'loss or gradient norm (see its message)')
+        if found:
+            runner.logger.warning(
+                f'NonFiniteGuardHook: skipped the update of iteration(s) '
+                f'{", ".join(str(it) for it, _ in found)} ({found[0][1]}); '
+                f'{count} of max_skipped_steps={self.max_skipped_steps} '
+                'used')
 
     def _scan(self, hub, iters, wrapper) -> List[tuple]:
         """[(iteration, 'key=value, ...')] of the iterations in ``iters``
@@ -273,7 +280,7 @@ class NonFiniteGuardHook(Hook):
             found.append((it, f'epoch {epoch}, batch {batch}: {what}'))
         return found
 
-    def _stop(self, runner, found, why: str = ''):
+    def _stop(self, runner, found, count=0, quiet=False, why: str = ''):
         from mmengine.runner import find_latest_checkpoint
         last = find_latest_checkpoint(runner.work_dir)
         config = getattr(runner.cfg, 'filename', None) or 'CONFIG'
@@ -286,8 +293,8 @@ class NonFiniteGuardHook(Hook):
                          f'{", ".join(str(i) for i, _ in found[1:6])}')
         else:
             head = f'non-finite training at iteration {now}: {why}'
-        if self.max_skipped_steps:
-            head += (f'; {len(self._skipped)} non-finite steps, more than '
+        if self.max_skipped_steps and count > self.max_skipped_steps:
+            head += (f'; {count} non-finite steps, more than '
                      f'max_skipped_steps={self.max_skipped_steps}')
         wrapper = runner.optim_wrapper
         max_norm = (getattr(wrapper, 'clip_grad_kwargs', None)
@@ -317,7 +324,8 @@ class NonFiniteGuardHook(Hook):
         msg = (f'{head}. Training stopped at iteration {now}. {where}\n'
                '  To skip up to N such steps instead: --cfg-options '
                'default_hooks.nonfinite.max_skipped_steps=N')
-        runner.logger.error(f'NonFiniteGuardHook: {msg}')
+        if not quiet:
+            runner.logger.error(f'NonFiniteGuardHook: {msg}')
         raise NonFiniteTrainingError(msg)
 
     # ---------------------------------------------------------- skipping --
@@ -331,6 +339,10 @@ class NonFiniteGuardHook(Hook):
                 f'OptimWrapper, got {type(wrapper).__name__}')
         backward, step = wrapper.backward, wrapper.step
         optimizer = wrapper.optimizer
+        # DDP: a NaN loss on one rank makes every rank's (all-reduced)
+        # gradients NaN; deciding on the gradients too makes all ranks skip
+        # the same steps, so that the replicas stay equal
+        distributed = get_world_size() > 1
 
         def guarded_backward(loss, **kwargs):
             ok = torch.isfinite(loss.detach())
@@ -349,7 +361,7 @@ class NonFiniteGuardHook(Hook):
             grads = [p.grad for g in optimizer.param_groups
                      for p in g['params'] if p.grad is not None] \
                 if getattr(wrapper, 'clip_grad_kwargs', None) and \
-                wrapper.grad_name == 'grad_norm' else []
+                wrapper.grad_name == 'grad_norm' or distributed else []
             if grads:
                 ok = ok & torch.isfinite(torch.nn.utils.get_total_norm(
                     grads, error_if_nonfinite=False)).to(ok.device)
