@@ -103,7 +103,8 @@ def test_lr_1e9_stops_naming_the_iteration_and_keeps_the_good_checkpoint(
     assert f'--resume {good}' in out and f'load_from={good}' in out, out
     assert 'optim_wrapper.optimizer.lr=LOWER' in out
     # the config clips at 3.0 already: a tighter clip (fp32: no bf16 hint)
-    assert 'optim_wrapper.clip_grad.max_norm=1 (now 3)' in out
+    assert "(the config's max_norm is 3)" in out
+    assert '--cfg-options optim_wrapper.clip_grad.max_norm=1\n' in out
     assert 'max_skipped_steps' in out
     # nothing written over it: same bytes, finite, still the latest
     assert good.read_bytes() == before
@@ -273,8 +274,9 @@ def test_cmae_and_caev2_stop_too(good_run, config):
     runner = Runner.from_cfg(cfg)
     with pytest.raises(NonFiniteTrainingError,
                        match=r'non-finite training at iteration [1-4] '
-                       r'\(epoch 1, batch [1-4]: loss=(nan|inf)'):
+                       r'\(epoch 1, batch [1-4]: loss=(nan|inf)') as e:
         runner.train()
+    assert 'No checkpoint was written before it' in str(e.value)
     assert not (tmp / f'div_{algo}' / 'epoch_1.pth').exists()
 
 

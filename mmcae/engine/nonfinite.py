@@ -301,15 +301,16 @@ class NonFiniteGuardHook(Hook):
                     or {}).get('max_norm')
         clip = ("'optim_wrapper.clip_grad=dict(max_norm=3.0)'"
                 if max_norm is None else
-                f'optim_wrapper.clip_grad.max_norm={max_norm / 3:g} (now '
-                f'{max_norm:g})')
+                f'optim_wrapper.clip_grad.max_norm={max_norm / 3:g}')
+        clip_now = '' if max_norm is None else \
+            f" (the config's max_norm is {max_norm:g})"
         fp16 = _scaler_skips(wrapper) or \
             getattr(wrapper, 'cast_dtype', None) is torch.float16
         bf16 = ' or --amp bf16 (fp16 overflows above 65504)' if fp16 else ''
         if last:
             where = (f'Nothing was saved after the last good checkpoint, '
                      f'{last}. Resume from it with a tighter gradient clip'
-                     f'{bf16}:\n'
+                     f'{clip_now}{bf16}:\n'
                      f'  python tools/train.py {config} --resume {last} '
                      f'--cfg-options {clip}\n'
                      "  --resume keeps the checkpoint's learning rate; to "
@@ -320,7 +321,7 @@ class NonFiniteGuardHook(Hook):
             where = ('No checkpoint was written before it. Start again with '
                      'a lower learning rate (--cfg-options '
                      f'optim_wrapper.optimizer.lr=LOWER), a tighter gradient '
-                     f'clip ({clip}){bf16}')
+                     f'clip ({clip}{clip_now}){bf16}')
         msg = (f'{head}. Training stopped at iteration {now}. {where}\n'
                '  To skip up to N such steps instead: --cfg-options '
                'default_hooks.nonfinite.max_skipped_steps=N')
