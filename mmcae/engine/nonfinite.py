@@ -29,7 +29,10 @@ On divergence the run stops with :class:`NonFiniteTrainingError` (exit code
 message: the iteration, the terms, the last good checkpoint and what to
 change.  With fp16's dynamic loss scale a non-finite gradient norm is the
 scaler's business (it skips that step and lowers the scale by design), so
-there only non-finite losses count.
+there only non-finite losses count; repeated scaler skips under a finite
+loss are not counted either (the scale falls until the gradients fit, and
+a run that truly diverges shows it in the loss).  A divergence is noticed
+at most one logger interval late; no checkpoint is written in between.
 
 ``max_skipped_steps=N`` tolerates N non-finite steps, whose updates are
 skipped: on the device through the optimizer's ``found_inf`` (torch's
