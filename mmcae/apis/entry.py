@@ -144,14 +144,8 @@ def run_entry(cfg, mode, transfer=False):
         check_config_types(cfg)
         check_data_roots(cfg)
     use_gloo_without_cuda(cfg)
-    from mmcae.engine.nonfinite import EXIT_NONFINITE, NonFiniteTrainingError
     runner = Runner.from_cfg(cfg)
-    try:
-        result = runner.train() if mode == 'train' else runner.test()
-    except NonFiniteTrainingError:
-        # the guard has logged its one message (console and log file); a
-        # traceback would only bury it
-        raise SystemExit(EXIT_NONFINITE) from None
+    result = runner.train() if mode == 'train' else runner.test()
     finish_distributed()
     return None if mode == 'train' else result
 

@@ -25,8 +25,8 @@ on replace the good ones, and ``--resume`` carries on from NaNs.  Here
   (``--resume``, ``load_from``), naming the file and the tensors.
 
 On divergence the run stops with :class:`NonFiniteTrainingError` (exit code
-:data:`EXIT_NONFINITE` from the tools, see ``mmcae/apis/entry.py``) and one
-message: the iteration, the terms, the last good checkpoint and what to
+:data:`EXIT_NONFINITE` from ``tools/train.py``, :func:`exit_on_divergence`)
+and one message: the iteration, the terms, the last good checkpoint and what to
 change.  With fp16's dynamic loss scale a non-finite gradient norm is the
 scaler's business (it skips that step and lowers the scale by design), so
 there only non-finite losses count; repeated scaler skips under a finite
@@ -41,6 +41,7 @@ else with one read of the loss's flag per step (the cost of the option;
 off by default).  Under fp16's enabled loss scaler the scaler skips them
 itself.
 """
+import contextlib
 import functools
 import math
 from typing import Dict, List, Optional
@@ -55,7 +56,7 @@ from .lazy_log import flush_scalars, has_deferred
 
 __all__ = [
     'NonFiniteGuardHook', 'NonFiniteTrainingError', 'NonFiniteCheckpointError',
-    'EXIT_NONFINITE', 'nonfinite_tensors'
+    'EXIT_NONFINITE', 'nonfinite_tensors', 'exit_on_divergence'
 ]
 
 # Not 1 (any crash): a job script can tell a diverged run, which a requeue
@@ -69,6 +70,18 @@ class NonFiniteTrainingError(RuntimeError):
 
 class NonFiniteCheckpointError(RuntimeError):
     """A checkpoint (loaded or about to be saved) holds NaN/inf tensors."""
+
+
+@contextlib.contextmanager
+def exit_on_divergence():
+    """For training tools: a diverged run exits with
+    :data:`EXIT_NONFINITE`, without a traceback (the guard has logged its
+    one message to the console and the log file; a traceback would only
+    bury it)."""
+    try:
+        yield
+    except NonFiniteTrainingError:
+        raise SystemExit(EXIT_NONFINITE) from None
 
 
 def nonfinite_tensors(obj, prefix: str = '', limit: int = 5) -> List[str]:
