@@ -142,7 +142,9 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     cfg = merge_args(load_entry_config(args.config), args)
-    run_entry(cfg, 'train')
+    from mmcae.engine.nonfinite import exit_on_divergence
+    with exit_on_divergence():
+        run_entry(cfg, 'train')
 
 
 if __name__ == '__main__':

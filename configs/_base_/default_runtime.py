@@ -22,6 +22,10 @@ default_hooks = dict(
     # --resume from a checkpoint that does not fit the model stops, listing
     # the keys, instead of training on half-random weights
     resume_keys=dict(type='mmpretrain.ResumeKeysCheckHook'),
+    # a NaN/inf loss or grad norm stops the run (exit 3) before a bad
+    # checkpoint replaces a good one; non-finite checkpoints are refused
+    # on load (mmcae/engine/nonfinite.py); max_skipped_steps=N tolerates N
+    nonfinite=dict(type='mmpretrain.NonFiniteGuardHook'),
 )
 
 env_cfg = dict(

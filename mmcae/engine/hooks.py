@@ -21,8 +21,16 @@ from ..registry import HOOKS
 
 __all__ = [
     'RNGStateHook', 'ResumeKeysCheckHook', 'SafeCheckpointHook',
-    'get_rng_state', 'set_rng_state'
+    'get_rng_state', 'set_rng_state', 'checkpoint_source'
 ]
+
+
+def checkpoint_source(runner) -> str:
+    """The file a runner's ``after_load_checkpoint`` is about: the given
+    ``load_from`` / ``--resume PATH``, else the work dir's latest."""
+    from mmengine.runner import find_latest_checkpoint
+    return getattr(runner, '_load_from', None) or \
+        find_latest_checkpoint(runner.work_dir) or 'the checkpoint'
 
 
 def get_rng_state() -> dict:
@@ -177,15 +185,12 @@ class ResumeKeysCheckHook(Hook):
         if not (resume or self.check_load_from):
             return
         from mmengine.model import is_model_wrapper
-        from mmengine.runner import find_latest_checkpoint
 
         from ..convert.common import check_state_dict, strip_prefix
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         given = strip_prefix(checkpoint.get('state_dict', {}), 'module.')
-        source = getattr(runner, '_load_from', None) or \
-            find_latest_checkpoint(runner.work_dir) or 'the checkpoint'
-        check_state_dict(model.state_dict(), given, source,
+        check_state_dict(model.state_dict(), given, checkpoint_source(runner),
                          type(model).__name__,
                          hints=['resume only from a checkpoint of this '
                                 'config; to start from other weights use '

@@ -34,7 +34,7 @@ from ..registry import HOOKS
 
 __all__ = [
     'LazyLogRuntimeInfoHook', 'LazyLogOptimWrapper', 'LazyLogAmpOptimWrapper',
-    'defer_scalars', 'flush_scalars'
+    'defer_scalars', 'flush_scalars', 'has_deferred'
 ]
 
 # Deferred values are stacked on the device after this many per group, so
@@ -201,6 +201,14 @@ def flush_scalars(hub: Optional[MessageHub] = None) -> None:
     pending = _PENDING.get(hub)
     if pending is not None:
         pending.flush()
+
+
+def has_deferred(hub: Optional[MessageHub] = None) -> bool:
+    """Whether ``hub`` holds values not yet read back (reading its history
+    now would sync)."""
+    hub = hub or MessageHub.get_current_instance()
+    pending = _PENDING.get(hub)
+    return pending is not None and bool(pending.groups)
 
 
 @HOOKS.register_module()
