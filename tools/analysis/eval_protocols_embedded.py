@@ -4,7 +4,7 @@ encoder and for random init: one table of val top-1 and run times.
     python tools/analysis/eval_protocols_embedded.py [--algorithm cae|cmae]
         [--checkpoint work_dirs/demo/epoch_60.pth]
         [--protocols ft linear attentive] [--work-dir work_dirs/protocols]
-        [--parallel 2]
+        [--parallel 2] [--json docs/results/protocols.json]
 
 ``--algorithm cmae`` uses configs/cmae/benchmarks/ (CMAEViT) and the CMAE
 demo's checkpoint (``python tools/demo.py --algorithm cmae``).
@@ -52,7 +52,7 @@ def last_top1(work_dir):
     return top1
 
 
-def main():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,11 +65,19 @@ def main():
     p.add_argument('--work-dir', default=None,
                    help='default: work_dirs/protocols[_cmae]')
     p.add_argument('--parallel', type=int, default=1, choices=[1, 2])
-    args = p.parse_args()
+    p.add_argument('--json', default=None,
+                   help='also write the summary here (the docs render '
+                   'docs/results/protocols.json)')
+    args = p.parse_args(argv)
     args.checkpoint = args.checkpoint or DEFAULT_CHECKPOINTS[args.algorithm]
     args.work_dir = args.work_dir or (
         'work_dirs/protocols' if args.algorithm == 'cae' else
         f'work_dirs/protocols_{args.algorithm}')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     bench = osp.join(ROOT, 'configs', args.algorithm, 'benchmarks')
     if not osp.isfile(args.checkpoint):
         sys.exit(f'{args.checkpoint} not found: run the main job first '
@@ -106,10 +114,14 @@ def main():
             print(f'{NAMES[proto]:<16} {init:<12} top-1 '
                   f'{results[proto][init]["top1"]:6.2f} %  '
                   f'{secs / 60:5.1f} min', flush=True)
-    with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
-        json.dump(dict(algorithm=args.algorithm, checkpoint=args.checkpoint,
-                       parallel=args.parallel,
-                       results=results), f, indent=2)
+    sys.path.insert(0, ROOT)
+    from mmcae.utils.provenance import write_result
+    summary = write_result(
+        dict(algorithm=args.algorithm, checkpoint=args.checkpoint,
+             parallel=args.parallel, results=results),
+        osp.join(args.work_dir, 'summary.json'))
+    if args.json:
+        write_result(summary, args.json)
     print('\n| protocol | pretrained | random init | difference | '
           'minutes (pretrained / random) |')
     print('|---|---|---|---|---|')
