@@ -210,9 +210,12 @@ def zoo_table(meta, meta_path, from_file, root):
             lines.append('')
         rest = [m for m in models if not m.get('Results')]
         if rest:
-            lines.append('No reported result for these configs (embedded-data '
-                         'configs run anywhere in minutes; what they measured '
-                         'is data, see the measurements page):')
+            where = _link('docs/en/notes/measurements.md', from_file, root,
+                          'measurements')
+            lines.append('No reported result for these configs. The '
+                         'embedded-data ones run on a CPU in minutes; what '
+                         f'has been measured with them is on the {where} '
+                         'page.')
             lines.append('')
             for m in rest:
                 md = m.get('Metadata') or {}
@@ -263,7 +266,7 @@ def _registered(root):
     import mmcae  # noqa: F401  (registers everything)
     from mmengine.registry import Registry
     seen, out = set(), []
-    for mod in (mmp_reg, root_reg):
+    for mod in (root_reg, mmp_reg):  # root first: its own names
         for attr in sorted(dir(mod)):
             reg = getattr(mod, attr)
             if not isinstance(reg, Registry) or id(reg) in seen:
@@ -306,7 +309,8 @@ def render_api(root, registered=None):
            'too.\n']
     documented = set()
     for attr, title in API_GROUPS:
-        group = [r for r in registered if r[0] == attr]
+        group = sorted((r for r in registered if r[0] == attr),
+                       key=lambda r: (r[3].__module__, r[2]))
         if not group:
             continue
         out.append(f'## {title}\n')
