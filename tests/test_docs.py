@@ -560,3 +560,20 @@ def test_render_docs_check_reports_a_stale_block(tmp_path, capsys):
     (root / 'docs' / 'results' / 'bench-loop.json').write_text('{"results')
     with pytest.raises(rd.DocsError, match='bench-loop.json: not a readable'):
         rd.fill_blocks(text, 'docs/en/p.md', str(root))
+
+
+def test_render_docs_tolerates_any_per_pipeline_rows():
+    """bench_pipeline.py's JSON is another tool's: whatever rows it holds
+    become one table row each, nested numbers as columns."""
+    rd = _render_docs()
+    data = {'pipelines': [
+        {'name': 'MMPretrain CAE', 'img_per_s_per_core': 250.0, 'ratio': 1.0,
+         'workers_per_gpu': {'600': 3, '1200': 5}},
+        {'name': 'mmcae CAE', 'img_per_s_per_core': 300.5, 'ratio': 1.2,
+         'workers_per_gpu': {'600': 2, '1200': 4}}]}
+    lines = rd.fig_generic(data, 'docs/results/bench-pipeline.json')
+    assert lines[0] == ('|  | img_per_s_per_core | ratio | workers_per_gpu '
+                        '600 | workers_per_gpu 1200 |')
+    assert lines[3] == '| mmcae CAE | 300.50 | 1.20 | 2 | 4 |'
+    with pytest.raises(rd.DocsError, match='bench-pipeline.json: no rows'):
+        rd.fig_generic({'total': 3}, 'docs/results/bench-pipeline.json')
