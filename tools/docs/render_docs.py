@@ -331,8 +331,8 @@ def render_api(root, registered=None):
 # ------------------------------------------------------------- figures --
 def result_files(name, root):
     d = osp.join(root, RESULTS_DIR)
-    files = sorted(set(glob.glob(osp.join(d, f'{name}.json')) +
-                       glob.glob(osp.join(d, f'{name}-*.json'))))
+    files = sorted(glob.glob(osp.join(d, f'{name}.json'))) + sorted(
+        glob.glob(osp.join(d, f'{name}-*.json')))
     # 'bench-step-x.json' is bench-step's, not a figure set of its own
     longer = [n for n in FIGURES if n != name and n.startswith(name + '-')]
     return [_rel(f, root) for f in files
@@ -455,7 +455,7 @@ def fig_bench_step(data, rel):
                        rows)
         desc = ', '.join(f'{k} {cfg[k]}' for k in (
             'algo', 'arch', 'batch', 'device', 'threads', 'amp', 'compile',
-            'steps') if k in cfg)
+            'steps') if cfg.get(k) is not None)
         ratios = data.get('ratios') or {}
         if isinstance(ratios.get('throughput'), (int, float)):
             desc += (f'; mmcae / MMPretrain throughput '
@@ -470,8 +470,9 @@ def fig_bench_step(data, rel):
             rows.append([k.upper(), _num(t * 1e3 if isinstance(
                 t, (int, float)) else t, '{:.1f}'), _num(
                     b / t if isinstance(t, (int, float)) and b else None)])
-        desc = ', '.join(f'{k} {args[k]}' for k in (
-            'arch', 'batch', 'device', 'threads') if k in args)
+        desc = 'CMAE vs MMPretrain MAE, ' + ', '.join(
+            f'{k} {args[k]}' for k in ('arch', 'batch', 'device', 'threads')
+            if args.get(k) is not None)
         if isinstance(data.get('ratio'), (int, float)):
             desc += f'; CMAE / MAE step time x{data["ratio"]:.2f}'
         return _table(['model', 'ms per step (median)', 'img/s'], rows) + [
@@ -492,7 +493,7 @@ def fig_bench_loop(data, rel):
     args = data.get('args') or {}
     desc = ', '.join(f'{k} {args[k]}' for k in (
         'images', 'batch', 'workers', 'epochs', 'amp', 'tiny', 'compile')
-        if k in args)
+        if args.get(k) is not None)
     if isinstance(data.get('ratio'), (int, float)):
         desc += f'; mmcae / MMPretrain img/s x{data["ratio"]:.2f}'
     lines += ['', desc + '.']
