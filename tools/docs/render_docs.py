@@ -256,14 +256,27 @@ def render_model_zoo(root):
 
 
 # ------------------------------------------------------------- API page --
+# modules that `import mmcae` leaves out (they need the transfer extra);
+# the configs that use them name them in custom_imports
+OPTIONAL_MODULES = ('mmcae.datasets.scene_ade', )
+
+
 def _registered(root):
     """(registry title, scope, registered name, class) of every component
     that mmcae registers, found through the registries themselves."""
+    import importlib
     sys.path.insert(0, root)
     import mmengine.registry as root_reg
     import mmpretrain.registry as mmp_reg
 
     import mmcae  # noqa: F401  (registers everything)
+    for mod in OPTIONAL_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise DocsError(f'the API page lists {mod}, which cannot be '
+                            f'imported here ({e}): pip install -e '
+                            '.[transfer]') from e
     from mmengine.registry import Registry
     seen, out = set(), []
     for mod in (root_reg, mmp_reg):  # root first: its own names
@@ -316,7 +329,10 @@ def render_api(root, registered=None):
         out.append(f'## {title}\n')
         out += _table(['registered name', 'scope', 'class'],
                       [[f'`{name}`', scope,
-                        f'`{cls.__module__}.{cls.__qualname__}`']
+                        f'`{cls.__module__}.{cls.__qualname__}`' +
+                        (f' (import `{cls.__module__}`: not part of '
+                         '`import mmcae`)' if cls.__module__ in
+                         OPTIONAL_MODULES else '')]
                        for _, scope, name, cls in group])
         out.append('')
         for _, _, name, cls in group:
