@@ -340,7 +340,9 @@ def render_api(root, registered=None):
             if path in documented:
                 continue
             documented.add(path)
-            out += [f'```{{autoclass}} {path}', '```', '']
+            # eval-rst: autodoc writes reStructuredText, which a MyST
+            # directive body would read as Markdown
+            out += ['```{eval-rst}', f'.. autoclass:: {path}', '```', '']
     return '\n'.join(out).rstrip('\n') + '\n'
 
 
