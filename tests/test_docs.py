@@ -232,14 +232,20 @@ def commands(text):
             argv = shlex.split(buf, comments=True)
         except ValueError:
             argv = []
-        for i, tok in enumerate(argv):  # up to the first shell operator
-            if tok in ('|', '||', '&&', ';', '>', '>>', '&', '2>&1'):
-                argv = argv[:i]
-                break
-        while argv and re.match(r'^[A-Za-z_]\w*=', argv[0]):
-            argv = argv[1:]  # FOO=bar python ...
-        if argv:
-            yield start, argv
+        segment, skip = [], False  # each command between shell operators
+        for tok in argv + [';']:
+            if skip:  # the file of a redirection
+                skip = False
+            elif tok in ('|', '||', '&&', ';', '&'):
+                while segment and re.match(r'^[A-Za-z_]\w*=', segment[0]):
+                    segment = segment[1:]  # FOO=bar python ...
+                if segment:
+                    yield start, segment
+                segment = []
+            elif re.match(r'^\d?[<>]', tok):  # >log, 2>&1, > log
+                skip = re.fullmatch(r'\d?(>>?|<)', tok) is not None
+            else:
+                segment.append(tok)
         buf, start = '', None
 
 
@@ -452,11 +458,12 @@ def test_check_commands_names_a_command_its_tool_refuses():
         'python tools/no_such_tool.py',
         'bash tools/no_such.sh CONFIG 8',
         'python tools/train.py configs/cae/gone.py',
+        'cd /x && python tools/demo.py --probe-epochs x > log.txt 2>&1',
         '```',
         'python tools/train.py --outside-code-blocks-is-prose',
     ])
     bad = check_commands('docs/en/x.md', text)
-    assert len(bad) == 5, bad
+    assert len(bad) == 6, bad
     assert bad[0].startswith('docs/en/x.md:3: tools/demo.py') and \
         "'mae'" in bad[0]
     assert bad[1].startswith('docs/en/x.md:5: tools/train.py') and \
@@ -465,6 +472,8 @@ def test_check_commands_names_a_command_its_tool_refuses():
         'checkout'
     assert bad[3] == 'docs/en/x.md:8: tools/no_such.sh is not in the checkout'
     assert bad[4].startswith('docs/en/x.md:9: configs/cae/gone.py')
+    assert bad[5].startswith('docs/en/x.md:10: tools/demo.py') and \
+        "invalid int value: 'x'" in bad[5]
 
 
 def test_check_commands_parses_but_never_runs_the_tool(tmp_path):
