@@ -695,7 +695,7 @@ def render_all(root=ROOT):
             continue
         text = _read(osp.join(root, rel))
         new = fill_blocks(text, rel, root)
-        if new != text:
+        if new != text or any(BEGIN.match(x) for x in text.split('\n')):
             pages[rel] = new
     return pages
 
