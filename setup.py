@@ -85,6 +85,7 @@ setup(
         'transfer': parse_requirements('requirements/transfer.txt'),
         'tests': parse_requirements('requirements/tests.txt'),
         'optional': parse_requirements('requirements/optional.txt'),
+        'docs': parse_requirements('requirements/docs.txt'),
         'all': parse_requirements('requirements/transfer.txt') +
         parse_requirements('requirements/tests.txt') +
         parse_requirements('requirements/optional.txt'),

@@ -29,7 +29,8 @@ def test_demo_runs_end_to_end(tmp_path):
     ]
     r = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'tools', 'demo.py'),
-         '--work-dir', str(work), '--probe-epochs', '5', '--cfg-options'] +
+         '--work-dir', str(work), '--probe-epochs', '5', '--json',
+         str(tmp_path / 'results' / 'demo.json'), '--cfg-options'] +
         opts, capture_output=True, text=True, cwd=str(tmp_path))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert 'pretrained' in r.stdout and 'random init' in r.stdout
@@ -37,6 +38,13 @@ def test_demo_runs_end_to_end(tmp_path):
     summary = json.loads((work / 'demo_summary.json').read_text())
     for k in ('pretrained', 'random init'):
         assert 0.0 <= summary['linear_probe'][k]['top1'] <= 100.0
+    # the copy the docs render (docs/results/demo.json), with where and
+    # when it was measured
+    assert json.loads((tmp_path / 'results' / 'demo.json').read_text()) == \
+        summary
+    prov = summary['provenance']
+    assert prov['command'].startswith('python tools/demo.py --work-dir ')
+    assert prov['machine']['cores'] >= 1 and prov['date'].endswith('Z')
     png = work / 'reconstruction.png'
     with Image.open(png) as im:
         # 8 columns (4 photos + 4 scenes) x 3 rows at 100 dpi

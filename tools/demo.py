@@ -9,9 +9,9 @@
    ``vis_data/scalars.json``) and the two probe results as bars.
 
     python tools/demo.py [--config CFG] [--work-dir DIR] [--skip-train]
+        [--json docs/results/demo.json]
 """
 import argparse
-import json
 import os
 import os.path as osp
 import subprocess
@@ -31,7 +31,7 @@ DEFAULT_CONFIGS = {
 }
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,7 +50,10 @@ def parse_args():
                    help='frozen features for the linear probe')
     p.add_argument('--cfg-options', nargs='+', default=[],
                    help='passed on to tools/train.py')
-    args = p.parse_args()
+    p.add_argument('--json', default=None,
+                   help='also write the summary here (the docs render '
+                   'docs/results/demo.json)')
+    args = p.parse_args(argv)
     args.config = args.config or DEFAULT_CONFIGS[args.algorithm]
     if args.work_dir is None:
         args.work_dir = osp.join(
@@ -125,6 +128,7 @@ def main():
 
     from mmcae.apis import extract_features, train_linear_probe
     from mmcae.registry import DATASETS, MODELS
+    from mmcae.utils.provenance import provenance, write_result
 
     ckpt = last_checkpoint(args.work_dir)
 
@@ -207,10 +211,11 @@ def main():
         pretrain_seconds=t_train,
         total_seconds=total,
         reconstruction=out_png,
-        curves=curves_png)
-    from mmcae.utils.atomic_io import write_atomic
-    write_atomic(json.dumps(summary, indent=2).encode(),
-                 osp.join(args.work_dir, 'demo_summary.json'))
+        curves=curves_png,
+        provenance=provenance())
+    for path in [osp.join(args.work_dir, 'demo_summary.json')] + (
+            [args.json] if args.json else []):
+        write_result(summary, path)
     print(f'[demo] done in {total / 60:.1f} min (pretraining '
           f'{t_train / 60:.1f} min); summary in '
           f'{osp.join(args.work_dir, "demo_summary.json")}')

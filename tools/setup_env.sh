@@ -147,8 +147,9 @@ if [ "$MMCAE_MMCV" != existing ]; then
 fi
 
 # ------------------------------------------- OpenMMLab stack + mmcae ----
+# docs.txt: .ci/run builds the documentation with .venv/bin/sphinx-build
 pip_install -q -c "$C" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/transfer.txt" \
-    -r "$ROOT/requirements/tests.txt" --find-links "$WHEEL_DIR"
+    -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/docs.txt" --find-links "$WHEEL_DIR"
 pip_install -q --no-deps --no-build-isolation -e "$ROOT"
 
 # ------------------------------------------------------------ check -----

@@ -9,10 +9,12 @@ import datetime
 import os
 import os.path as osp
 import platform
+import shlex
 import subprocess
+import sys
 from typing import Optional
 
-__all__ = ['provenance', 'git_commit', 'machine']
+__all__ = ['provenance', 'write_result', 'git_commit', 'machine', 'command']
 
 _ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -57,8 +59,34 @@ def machine(device: Optional[str] = None) -> dict:
     return info
 
 
-def provenance(device: Optional[str] = None) -> dict:
-    """``dict(date, commit, machine)`` for a result JSON (date: UTC, ISO)."""
+def command(argv=None) -> str:
+    """The command line that ran, as a user would type it in the checkout
+    (``python tools/x.py ...``), so the docs can say how to reproduce it."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv:
+        script = osp.abspath(argv[0])
+        if osp.commonpath([script, _ROOT]) == _ROOT:
+            argv[0] = osp.relpath(script, _ROOT)
+    return ' '.join(shlex.quote(a) for a in ['python'] + argv)
+
+
+def provenance(device: Optional[str] = None, argv=None) -> dict:
+    """``dict(date, commit, machine, command)`` for a result JSON (date:
+    UTC, ISO; command: ``argv``, default ``sys.argv``)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     return dict(date=now.strftime('%Y-%m-%dT%H:%M:%SZ'), commit=git_commit(),
-                machine=machine(device))
+                machine=machine(device), command=command(argv))
+
+
+def write_result(obj: dict, path: str, device: Optional[str] = None) -> dict:
+    """Write a result JSON at ``path`` (atomically, folders made): ``obj``
+    with ``provenance`` added unless it has one. Returns what was written.
+    """
+    import json
+
+    from .atomic_io import write_atomic
+    out = dict(obj)
+    out.setdefault('provenance', provenance(device))
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    write_atomic((json.dumps(out, indent=2) + '\n').encode('utf-8'), path)
+    return out

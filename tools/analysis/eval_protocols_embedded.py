@@ -4,7 +4,7 @@ encoder and for random init: one table of val top-1 and run times.
     python tools/analysis/eval_protocols_embedded.py [--algorithm cae|cmae]
         [--checkpoint work_dirs/demo/epoch_60.pth]
         [--protocols ft linear attentive] [--work-dir work_dirs/protocols]
-        [--parallel 2]
+        [--parallel 2] [--json docs/results/protocols.json]
 
 ``--algorithm cmae`` uses configs/cmae/benchmarks/ (CMAEViT) and the CMAE
 demo's checkpoint (``python tools/demo.py --algorithm cmae``).
@@ -80,7 +80,7 @@ def wait_jobs(jobs, proto):
             time.sleep(0.2)
 
 
-def main():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,11 +93,19 @@ def main():
     p.add_argument('--work-dir', default=None,
                    help='default: work_dirs/protocols[_cmae]')
     p.add_argument('--parallel', type=int, default=1, choices=[1, 2])
-    args = p.parse_args()
+    p.add_argument('--json', default=None,
+                   help='also write the summary here (the docs render '
+                   'docs/results/protocols.json)')
+    args = p.parse_args(argv)
     args.checkpoint = args.checkpoint or DEFAULT_CHECKPOINTS[args.algorithm]
     args.work_dir = args.work_dir or (
         'work_dirs/protocols' if args.algorithm == 'cae' else
         f'work_dirs/protocols_{args.algorithm}')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     bench = osp.join(ROOT, 'configs', args.algorithm, 'benchmarks')
     if osp.isdir(args.checkpoint):
         sys.path.insert(0, ROOT)
@@ -135,11 +143,14 @@ def main():
             print(f'{NAMES[proto]:<16} {init:<12} top-1 '
                   f'{results[proto][init]["top1"]:6.2f} %  '
                   f'{secs / 60:5.1f} min', flush=True)
-    from mmcae.utils.atomic_io import write_atomic
-    write_atomic(
-        json.dumps(dict(algorithm=args.algorithm, checkpoint=args.checkpoint,
-                        parallel=args.parallel, results=results),
-                   indent=2).encode(), osp.join(args.work_dir, 'summary.json'))
+    sys.path.insert(0, ROOT)
+    from mmcae.utils.provenance import write_result
+    summary = write_result(
+        dict(algorithm=args.algorithm, checkpoint=args.checkpoint,
+             parallel=args.parallel, results=results),
+        osp.join(args.work_dir, 'summary.json'))
+    if args.json:
+        write_result(summary, args.json)
     print('\n| protocol | pretrained | random init | difference | '
           'minutes (pretrained / random) |')
     print('|---|---|---|---|---|')

@@ -809,10 +809,8 @@ def main(argv=None):
                 stat=args.stat),
             results=results,
             ratios=ratios)
-        d = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(d, exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(out, f, indent=2)
+        from mmcae.utils.provenance import write_result
+        write_result(out, args.json, args.device)
         print(f'wrote {args.json}')
 
 

@@ -21,7 +21,6 @@ around the calls).
         --batch 64 --steps 20 --warmup 5
 """
 import argparse
-import json
 import os.path as osp
 import statistics
 import sys
@@ -267,8 +266,8 @@ def main(argv=None):
     out['ratio'] = ratio
     out['args'] = vars(args)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(out, f, indent=2)
+        from mmcae.utils.provenance import write_result
+        write_result(out, args.json, str(device))
 
 
 if __name__ == '__main__':

@@ -19,7 +19,6 @@ printed (flat = 1.0).  Linux only (reads /proc).
     python tools/benchmark/bench_long_run.py --steps 400 --batch 8
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -76,7 +75,7 @@ def sample():
         workers=len(workers))
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,11 +89,11 @@ def parse_args():
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--work-dir', default=None)
     p.add_argument('--json', default=None)
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     import torch
     from mmengine.config import Config
     from mmengine.hooks import Hook
@@ -163,9 +162,9 @@ def main():
           f'the {args.window} steps before each mark; workers alive: '
           f'{a["workers"]} -> {b["workers"]})')
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), wall_s=wall, **results), f,
-                      indent=2)
+        from mmcae.utils.provenance import write_result
+        write_result(dict(args=vars(args), wall_s=wall, **results),
+                     args.json)
 
 
 if __name__ == '__main__':

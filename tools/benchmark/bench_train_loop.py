@@ -326,9 +326,10 @@ def main(argv=None):
             derived_config('mmcae', MMCAE_CFG, args, data_root, cfg)
         syncs = count_syncs(args, cfg)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), results=results, ratio=ratio,
-                           syncs=syncs), f, indent=2)
+        sys.path.insert(0, ROOT)
+        from mmcae.utils.provenance import write_result
+        write_result(dict(args=vars(args), results=results, ratio=ratio,
+                          syncs=syncs), args.json)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ random init; prints COCO box/mask mAP and mIoU side by side.
     python tools/transfer/run_embedded.py [--checkpoint CKPT]
         [--work-dir work_dirs/transfer] [--tasks det seg]
         [--inits pretrained random] [--reuse]
+        [--json docs/results/transfer.json]
 
 CKPT defaults to the last checkpoint of work_dirs/demo (README command 1).
 Each run is ``tools/transfer/train.py CONFIG`` with
@@ -43,7 +44,7 @@ def last_metrics(work_dir, keys):
     return None
 
 
-def main():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,7 +56,14 @@ def main():
                    choices=['pretrained', 'random'])
     p.add_argument('--reuse', action='store_true',
                    help='keep the results of runs already in --work-dir')
-    args = p.parse_args()
+    p.add_argument('--json', default=None,
+                   help='also write the summary here (the docs render '
+                   'docs/results/transfer.json)')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     ckpt = args.checkpoint
     if ckpt is None and 'pretrained' in args.inits:
         last = osp.join('work_dirs', 'demo', 'last_checkpoint')
@@ -93,10 +101,12 @@ def main():
             vals = [results[f'{task}_{i}'][k] * scale for i in args.inits]
             print(f'| {task} | {k} | ' +
                   ' | '.join(f'{v:.1f}' for v in vals) + ' |')
-    from mmcae.utils.atomic_io import write_atomic
-    write_atomic(
-        json.dumps(dict(checkpoint=ckpt, results=results), indent=2).encode(),
-        osp.join(args.work_dir, 'summary.json'))
+    sys.path.insert(0, ROOT)
+    from mmcae.utils.provenance import write_result
+    summary = write_result(dict(checkpoint=ckpt, results=results),
+                           osp.join(args.work_dir, 'summary.json'))
+    if args.json:
+        write_result(summary, args.json)
 
 
 if __name__ == '__main__':
