@@ -43,7 +43,9 @@ REPO_PATH = re.compile(
     r'[\w.*/-]*|setup\.py|model-index\.yml|requirements\.txt|LICENSE|'
     r'README\.md)$')
 # build outputs that the docs may name but the checkout does not hold
-NOT_IN_CHECKOUT = ('mmcae/.mim', 'docs/_build')
+# build outputs, and result files that a run writes (the generator renders
+# 'Not measured yet: run ...' where one is missing)
+NOT_IN_CHECKOUT = ('mmcae/.mim', 'docs/_build', 'docs/results/')
 LINK = re.compile(r'!?\[(?:[^\]\\]|\\.)*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?'
                   r'\s*\)')
 CODE_SPAN = re.compile(r'(`+)(.+?)\1')
