@@ -206,10 +206,14 @@ def test_fused_jitter_flip_crop_equals_the_three_transforms():
             _assert_close(out, ref['img'], f'{kw} seed {seed}')
 
 
-def test_flip_and_resized_crop_match_mmpretrain_exactly():
-    flip_ref, flip = RandomFlip(prob=0.5), FastRandomFlip(prob=0.5)
-    kw = dict(scale=224, crop_ratio_range=(0.4, 1.0), backend='pillow',
-              interpolation='bicubic')
+@pytest.mark.parametrize('kw', [
+    # CAE v2 / CMAE pretraining; fine-tune and probes (default ratio range)
+    dict(scale=224, crop_ratio_range=(0.4, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(scale=224, backend='pillow', interpolation='bicubic')])
+def test_flip_and_resized_crop_match_mmpretrain_exactly(kw):
+    flip_ref = RandomFlip(prob=0.5, direction='horizontal')
+    flip = FastRandomFlip(prob=0.5, direction='horizontal')
     rrc_ref = RandomResizedCrop(**kw)
     rrc = FastRandomResizedCrop(**kw)
     for seed, (name, img) in enumerate(IMAGES.items()):
@@ -245,13 +249,27 @@ def test_recipes_use_the_fast_transforms_with_the_official_arguments():
     caev2 = 'configs/caev2/caev2_vit-{}-p16_8xb256-amp-coslr-300e_in1k.py'
     for path in ('configs/_base_/datasets/imagenet_caev2.py',
                  *(caev2.format(s) for s in ('tiny', 'small', 'large')),
-                 'configs/_base_/datasets/imagenet_cmae.py'):
+                 'configs/_base_/datasets/imagenet_cmae.py',
+                 'configs/_base_/datasets/imagenet_cae_finetune.py',
+                 'configs/_base_/datasets/imagenet_cae_probe.py'):
         seen.clear()
         walk(Config.fromfile(os.path.join(ROOT, path))
              .train_dataloader.dataset.pipeline)
         for slow in ('ColorJitter', 'RandomGrayscale', 'RandomResizedCrop',
                      'RandomFlip'):
             assert slow not in seen, f'{path} still uses {slow}'
+        if 'finetune' in path or 'probe' in path:
+            # the official timm recipe's arguments, unchanged by the swap
+            crop = seen['FastRandomResizedCrop'][0]
+            assert (crop['scale'], crop['interpolation'],
+                    crop.get('crop_ratio_range')) == (224, 'bicubic', None)
+            assert seen['FastRandomFlip'][0]['prob'] == 0.5
+            cj = seen.get('FastColorJitter', [None])[0]
+            assert ('probe' in path) == (cj is None), path
+            if cj is not None:
+                assert (cj['brightness'], cj['contrast'], cj['saturation'],
+                        cj.get('hue', 0)) == (0.4, 0.4, 0.4, 0), path
+            continue
         fused = seen.get('JitterFlipResizedCrop', [{}])[0]
         cj = fused.get('jitter') or seen['FastColorJitter'][0]
         assert (cj['brightness'], cj['contrast'], cj['saturation']) == (

@@ -19,8 +19,9 @@ from the same generators in the same order, and compute the same pixels:
 * grayscale is MMPretrain's float64 weighted sum, term by term through
   lookup tables (the same float64 operations, so the same truncated result);
 * the flip is materialised by OpenCV (contiguous, so Pillow can take it
-  without a per-pixel copy) and the crop is Pillow's ``crop`` before the
-  same ``resize``;
+  without a per-pixel copy) and only the crop's pixels are handed to the
+  same Pillow ``resize`` (``resize(box=...)`` is no substitute: its filter
+  reads pixels outside the box, so the edges differ);
 * :class:`JitterFlipResizedCrop` (CAE v2's jitter, flip, crop) colours only
   the pixels its crop keeps.
 
@@ -86,6 +87,13 @@ def _uint8(img: np.ndarray) -> np.ndarray:
     img = img if img.dtype == np.uint8 else img.astype(np.uint8)
     # OpenCV and Pillow take a C-contiguous array without a per-pixel copy
     return img if img.flags.c_contiguous else np.ascontiguousarray(img)
+
+
+def _pil_crop(img: np.ndarray, box: tuple) -> Image.Image:
+    """``Image.fromarray(img).crop(box)`` copying only the box's pixels
+    (Pillow would copy the whole image first, then the box)."""
+    left, top, right, bottom = box
+    return Image.fromarray(_uint8(img[top:bottom, left:right]))
 
 
 def _bgr_array(im: Image.Image) -> np.ndarray:
@@ -258,7 +266,7 @@ class FastRandomResizedCrop(_RandomResizedCrop):
     def transform(self, results: dict) -> dict:
         img = results['img']
         top, left, h, w = self.rand_crop_params(img)
-        im = Image.fromarray(_uint8(img)).crop((left, top, left + w, top + h))
+        im = _pil_crop(img, (left, top, left + w, top + h))
         results['img'] = np.array(
             im.resize(tuple(self.scale[::-1]),
                       _PIL_RESAMPLE[self.interpolation]))
@@ -316,7 +324,7 @@ class JitterFlipResizedCrop(BaseTransform):
                 im = (adjust_contrast(im, factor, mean)
                       if i == 1 else fn(im, factor))
         else:
-            im = Image.fromarray(img).crop(box)
+            im = _pil_crop(img, box)
         if direction is not None:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
         im = im.resize(tuple(self.crop.scale[::-1]),

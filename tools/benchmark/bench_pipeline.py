@@ -21,8 +21,10 @@ alike) and the best pass of each is kept. Prints img/s per core (per CPU
 second of this one-thread process, which on a shared machine leaves out the
 time other jobs held the core; the wall-clock rate is printed beside it),
 the ratios to both baselines and the workers one GPU needs at the given step
-speeds (``--gpu-img-s``); ``--json`` writes all of it, the decoders' cost
-and pixel check, and ``provenance`` (date, commit, machine).
+speeds (``--gpu-img-s``), then the CPU ms per image of each transform of
+MMPretrain's and mmcae's pipelines (one more pass, timed per transform);
+``--json`` writes all of it, the decoders' cost and pixel check, and
+``provenance`` (date, commit, machine).
 
     python tools/benchmark/bench_pipeline.py --images 256 --repeat 3 \
         --json docs/results/bench-pipeline.json
@@ -141,6 +143,52 @@ def time_pass(dataset):
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def transform_ms(dataset):
+    """CPU ms per image of each transform of an MMPretrain-built dataset's
+    pipeline (one pass; the views of ``MultiView`` and the transforms in
+    ``RandomApply`` listed by their own, nested names): where the time goes.
+    """
+    times = {}
+
+    def wrap(t, name):
+        inner = t.transform
+
+        def timed(results):
+            c0 = time.process_time()
+            out = inner(results)
+            times[name] = times.get(name, 0.) + time.process_time() - c0
+            return out
+        t.transform = timed  # instance attribute: the class stays as is
+
+    def walk(transforms, prefix):
+        for t in transforms:
+            name = prefix + type(t).__name__
+            views = getattr(t, 'transforms', None)
+            if type(t).__name__ == 'MultiView':
+                for k, view in enumerate(views):
+                    walk(view.transforms, f'{name}[{k}].')
+            elif hasattr(views, 'transforms'):  # RandomApply(Compose)
+                walk(views.transforms, name + '.')
+            wrap(t, name)
+    walk(dataset.pipeline.transforms, '')
+    for i in range(len(dataset)):
+        dataset[i]
+    for t in _all_transforms(dataset.pipeline.transforms):
+        t.__dict__.pop('transform', None)
+    return {k: 1e3 * v / len(dataset) for k, v in times.items()}
+
+
+def _all_transforms(transforms):
+    for t in transforms:
+        yield t
+        views = getattr(t, 'transforms', None)
+        if isinstance(views, list):
+            for view in views:
+                yield from _all_transforms(getattr(view, 'transforms', []))
+        elif hasattr(views, 'transforms'):
+            yield from _all_transforms(views.transforms)
+
+
 def decoders(paths, repeat):
     """ms per image of each available JPEG decoder, and whether its pixels
     equal mmcv's default (cv2.imdecode, the recipes' LoadImageFromFile)."""
@@ -230,6 +278,9 @@ def main(argv=None):
     rates = {name: len(datasets[name]) / t for name, t in cpu.items()}
     wall_rates = {name: len(datasets[name]) / t for name, t in wall.items()}
     dec = decoders(paths, args.repeat)
+    # after the timed passes, so the wrappers cost them nothing
+    breakdown = {name: transform_ms(datasets[name])
+                 for name in [BASELINE, *RECIPES]}
 
     base = rates[BASELINE]
     rows = []
@@ -261,6 +312,12 @@ def main(argv=None):
         print(f'  {name:30s} {d["ms_per_image"]:6.2f} ms/img  max diff vs '
               f'cv2: {d["max_diff_vs_cv2"]}')
 
+    print('\nCPU ms per image of each transform (one pass):')
+    for name, parts in breakdown.items():
+        print(f'  {name}')
+        for t, ms in parts.items():
+            print(f'    {t:58s} {ms:6.2f}')
+
     if args.json:
         from mmcae.utils.atomic_io import write_atomic
         from mmcae.utils.provenance import provenance
@@ -272,6 +329,7 @@ def main(argv=None):
             '(ratios and workers use it); img_s_wall: per wall second',
             baseline=BASELINE, official=OFFICIAL, bound=BOUND,
             pipelines=rows,
+            transform_ms=breakdown,
             decode=dec)
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
         write_atomic((json.dumps(result, indent=2) + '\n').encode(),
