@@ -88,7 +88,8 @@ def test_launchers_hand_the_entry_point_its_arguments(tmp_path, script,
     env = dict(os.environ, PYTHON='PY', GRES='',
                PATH=f'{bin_dir}:{os.environ["PATH"]}')
     for k in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS', 'PORT',
-              'NNODES', 'NODE_RANK', 'MASTER_ADDR', 'MMCAE_ENTRY'):
+              'NNODES', 'NODE_RANK', 'MASTER_ADDR', 'MMCAE_ENTRY',
+              'SLURM_JOB_ID', 'REQUEUE'):
         env.pop(k, None)
     r = subprocess.run(['bash', os.path.join(ROOT, 'tools', script)] + args,
                        capture_output=True, text=True, env=env, timeout=60)

@@ -65,6 +65,8 @@ def _install():
     @functools.wraps(seed_workers)
     def worker_init_fn(*args, **kwargs):
         die_with_parent()
+        from .preemption import shield_worker
+        shield_worker()  # the trainer alone answers Slurm's signals
         return seed_workers(*args, **kwargs)
 
     worker_init_fn._mmcae_dies_with_parent = True
