@@ -114,8 +114,10 @@ def shield_worker() -> None:
 def _sigterm_from_trainer(trainer: int) -> None:
     while signal.sigwaitinfo({signal.SIGTERM}).si_pid != trainer:
         pass
-    # (only the main thread may restore the default action, and it is busy)
-    os._exit(128 + signal.SIGTERM)
+    # status 0: torch's SIGCHLD check in the trainer takes any other exit
+    # (or a death by signal) of a worker it still tracks for a crash, as it
+    # does at the trainer's exit, when multiprocessing terminates them
+    os._exit(0)
 
 
 class Preempted(Exception):
