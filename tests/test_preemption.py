@@ -191,3 +191,88 @@ def test_slurm_usr1_saves_requeues_and_finishes_bit_exact(
     _assert_same_weights(reference, work)
     assert not (work / 'preempted.json').exists()
     assert not (work / 'mmcae_run.lock').exists()
+
+
+def test_epoch_loops_become_resumable_others_stay():
+    from mmengine.config import Config
+
+    from mmcae.engine.preemption import _use_resumable_loop
+    resumable = 'mmpretrain.ResumableEpochBasedTrainLoop'
+    for given in (dict(by_epoch=True, max_epochs=2),
+                  dict(type='EpochBasedTrainLoop', max_epochs=2)):
+        cfg = Config(dict(train_cfg=given))
+        _use_resumable_loop(cfg)
+        assert cfg.train_cfg.to_dict() == dict(type=resumable, max_epochs=2)
+    for given in (dict(by_epoch=False, max_iters=9),
+                  dict(type='IterBasedTrainLoop', max_iters=9),
+                  dict(type='MyLoop', max_epochs=2)):
+        cfg = Config(dict(train_cfg=given))
+        _use_resumable_loop(cfg)
+        assert cfg.train_cfg.to_dict() == given
+
+
+@pytest.mark.parametrize('bad', [0, -1, 2.5, True])
+def test_check_interval_is_a_positive_int(bad):
+    from mmcae.engine.preemption import PreemptionHook
+    with pytest.raises(ValueError, match='check_interval'):
+        PreemptionHook(check_interval=bad)
+
+
+def test_requeue_after_preemption_resumes(tmp_path, monkeypatch):
+    """--requeue without --resume: resume when the work dir holds
+    preempted.json or Slurm restarted the job, and only then."""
+    from mmengine.config import Config
+
+    from mmcae.engine.preemption import _resume_after_requeue
+    monkeypatch.delenv('SLURM_RESTART_COUNT', raising=False)
+    logs = []
+
+    def decide(**env):
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        cfg = Config(dict(work_dir=str(tmp_path), resume=False,
+                          load_from=None))
+        _resume_after_requeue(cfg, logs.append)
+        return cfg.resume
+
+    assert not decide()  # a fresh work dir
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
+    assert not decide()  # an earlier finished run: not resumed silently
+    (tmp_path / 'preempted.json').write_text('{}')
+    assert decide() and 'preempted.json in the work dir' in logs[-1]
+    (tmp_path / 'preempted.json').unlink()
+    assert decide(SLURM_RESTART_COUNT='2')
+    assert 'Slurm restarted this job (2 time(s))' in logs[-1]
+
+
+def test_requeue_runs_scontrol_and_says_when_it_cannot(tmp_path,
+                                                       monkeypatch):
+    from mmcae.engine.preemption import _requeue
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    stub = bin_dir / 'scontrol'
+    calls = tmp_path / 'calls'
+    monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
+    for k in ('SLURM_JOB_ID', 'SLURM_ARRAY_JOB_ID', 'SLURM_ARRAY_TASK_ID'):
+        monkeypatch.delenv(k, raising=False)
+    logs = []
+    assert not _requeue(logs.append)
+    assert 'not running in a Slurm job' in logs[-1]
+
+    stub.write_text(f'#!/bin/bash\necho "$*" >> {calls}\n')
+    stub.chmod(0o755)
+    monkeypatch.setenv('SLURM_JOB_ID', '314')
+    assert _requeue(logs.append) and 'requeued Slurm job 314' in logs[-1]
+    monkeypatch.setenv('SLURM_ARRAY_JOB_ID', '300')
+    monkeypatch.setenv('SLURM_ARRAY_TASK_ID', '7')
+    assert _requeue(logs.append)
+    assert calls.read_text().split('\n')[:2] == ['requeue 314',
+                                                 'requeue 300_7']
+
+    stub.write_text('#!/bin/bash\necho "Requested operation is presently '
+                    'disabled for job 314" >&2\nexit 1\n')
+    monkeypatch.delenv('SLURM_ARRAY_JOB_ID')
+    assert not _requeue(logs.append)
+    assert '`scontrol requeue 314` failed (Requested operation is ' \
+        'presently disabled for job 314)' in logs[-1]
+    assert '--resume' in logs[-1]

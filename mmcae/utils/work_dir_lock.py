@@ -257,13 +257,6 @@ class WorkDirLock:
             pass
 
 
-def _rank_from_env(launcher: str) -> int:
-    """This process's global rank before the process group exists."""
-    var = dict(pytorch='RANK', slurm='SLURM_PROCID',
-               mpi='OMPI_COMM_WORLD_RANK').get(launcher)
-    return int(os.environ.get(var, 0)) if var else 0
-
-
 def claim_work_dir(cfg) -> Optional[WorkDirLock]:
     """Rank 0 takes ``cfg.work_dir``'s lock before the Runner writes
     anything; every rank learns the outcome (a broadcast), so a refused
@@ -278,10 +271,8 @@ def claim_work_dir(cfg) -> Optional[WorkDirLock]:
         if not is_distributed():
             init_dist(launcher,
                       **cfg.get('env_cfg', {}).get('dist_cfg', {}))
-        from mmengine.dist import get_rank
-        rank = get_rank()
-    else:
-        rank = _rank_from_env(launcher)
+    from mmengine.dist import get_rank
+    rank = get_rank()  # 0 without a process group
     lock, refusal = None, None
     if rank == 0:
         try:
