@@ -64,9 +64,10 @@ def _install():
 
     @functools.wraps(seed_workers)
     def worker_init_fn(*args, **kwargs):
-        die_with_parent()
         from .preemption import shield_worker
+        # first: the parent-watch thread must inherit its signal mask
         shield_worker()  # the trainer alone answers Slurm's signals
+        die_with_parent()
         return seed_workers(*args, **kwargs)
 
     worker_init_fn._mmcae_dies_with_parent = True
