@@ -32,8 +32,9 @@ since its last checkpoint.  Here (every rank):
 mmengine's EpochBasedTrainLoop can only resume at an epoch boundary (it
 restarts the epoch's data from its first batch), so epoch-based configs
 run :class:`ResumableEpochBasedTrainLoop`, which continues a mid-epoch
-checkpoint at the next batch of the same epoch order (the sampler skips
-the batches already trained, without loading them).  With
+checkpoint at the next batch of the same epoch order (with torch's
+BatchSampler the sampler skips the batches already trained without
+loading them; other batch samplers have them loaded and dropped).  With
 ``RNGStateHook`` the continued run is bit-identical to an uninterrupted
 one.
 """
@@ -52,6 +53,7 @@ from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
+from torch.utils.data import BatchSampler
 
 from ..registry import HOOKS
 from .hooks import RNGStateHook
@@ -159,9 +161,10 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     """mmengine's EpochBasedTrainLoop that continues a checkpoint written
     in the middle of an epoch at the next batch (mmengine's restarts the
     epoch).  The batches already trained are skipped in the sampler, not
-    loaded; the per-sample seeds and the epoch's order are the sampler's,
-    so the rest of the epoch sees exactly the batches the uninterrupted
-    run saw.  Identical to the parent otherwise."""
+    loaded (torch's BatchSampler; any other batch sampler's are loaded and
+    dropped); the per-sample seeds and the epoch's order are the
+    sampler's, so the rest of the epoch sees exactly the batches the
+    uninterrupted run saw.  Identical to the parent otherwise."""
 
     def run_epoch(self) -> None:
         done = batches_done_in_epoch(self)
@@ -179,16 +182,23 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         # that the uninterrupted run did not draw from at this point
         if done < total:
             batches = self.dataloader.batch_sampler
-            sampler = getattr(batches, 'sampler', None)
-            size = getattr(batches, 'batch_size', None)
-            if sampler is not None and size:
-                batches.sampler = _SkipFirst(sampler, done * size)
+            # torch's BatchSampler cuts the sampler's order into batches, so
+            # its first `done` batches are the first done * batch_size
+            # indices; others (e.g. mmdet's aspect-ratio groups) regroup
+            # them, so their batches are drawn and dropped instead
+            if type(batches) is BatchSampler:
+                sampler = batches.sampler
+                batches.sampler = _SkipFirst(sampler,
+                                             done * batches.batch_size)
                 try:
                     for idx, data_batch in enumerate(self.dataloader, done):
                         self.run_iter(idx, data_batch)
                 finally:
                     batches.sampler = sampler
-            else:  # a custom batch sampler: load and drop the batches
+            else:
+                self.runner.logger.info(
+                    f'{type(batches).__name__}: loading and dropping the '
+                    f'{done} batches trained before the checkpoint')
                 it = iter(self.dataloader)
                 for idx, data_batch in enumerate(
                         itertools.islice(it, done, None), done):
