@@ -436,7 +436,7 @@ def preemptible_training(cfg, requeue: bool = False):
     (signal handlers, :class:`PreemptionHook`, the resumable loop), and on
     :class:`Preempted` release the lock, requeue (SIGUSR1 with
     ``requeue``) and exit with ``128 + signal``."""
-    global _owner_pid
+    global _owner_pid, _received
     from ..utils.work_dir_lock import claim_work_dir
     lock = claim_work_dir(cfg)
 
@@ -450,7 +450,7 @@ def preemptible_training(cfg, requeue: bool = False):
             _resume_after_requeue(cfg, log)
         _use_resumable_loop(cfg)
         _add_hook(cfg)
-        _owner_pid = os.getpid()
+        _owner_pid, _received = os.getpid(), 0
         os.environ[_WORKER_ENV] = '1'
         for s in SIGNALS:
             previous[s] = signal.signal(s, _on_signal)
