@@ -1,4 +1,5 @@
-"""tools/dist_train.sh, 2 gloo processes x batch 4 == 1 process x batch 8.
+"""tools/dist_train.sh, 2 gloo processes x batch 4 == 1 process x batch 8;
+and 2 "nodes" of 1 process (NNODES=2) == 1 node of 2 processes.
 
 How the comparison is made meaningful:
 * data: DefaultSampler's rank split (PerSampleSeedSampler keeps it) gives
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from mmcae.utils import safe_load
@@ -63,35 +65,51 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_equal_one_process_at_same_global_batch(tmp_path):
-    data = tmp_path / 'scenes'
+def _env(**extra):
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
                PORT=str(_free_port()),
                PYTHONPATH=HELPERS + os.pathsep +
                os.environ.get('PYTHONPATH', ''))
-    single = _write_cfg(tmp_path / 'single.py', tmp_path / 'w1', 8, data)
-    r = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), single,
-         '--work-dir', str(tmp_path / 'single')],
-        capture_output=True, text=True, cwd=str(tmp_path), env=env,
-        timeout=300)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    assert f'Epoch(train) [1][{STEPS}/{STEPS}]' in r.stdout + r.stderr
+    for k in ('NNODES', 'NODE_RANK', 'MASTER_ADDR'):
+        env.pop(k, None)
+    env.update(extra)
+    return env
 
-    ddp = _write_cfg(tmp_path / 'ddp.py', tmp_path / 'w2', 4, data)
+
+@pytest.fixture(scope='module')
+def one_node_two_ranks(tmp_path_factory):
+    """tools/dist_train.sh CONFIG 2: its work dir, rank weights in w2/."""
+    tmp = tmp_path_factory.mktemp('ddp')
+    ddp = _write_cfg(tmp / 'ddp.py', tmp / 'w2', 4, tmp / 'scenes')
     r = subprocess.run(
         ['bash', os.path.join(ROOT, 'tools', 'dist_train.sh'), ddp, '2',
-         '--work-dir', str(tmp_path / 'ddp')],
-        capture_output=True, text=True, cwd=str(tmp_path), env=env,
+         '--work-dir', str(tmp / 'ddp')],
+        capture_output=True, text=True, cwd=str(tmp), env=_env(),
         timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
     assert 'Distributed training: True' in out
     assert f'Epoch(train) [1][{STEPS}/{STEPS}]' in out
+    return tmp
+
+
+def test_two_gloo_ranks_equal_one_process_at_same_global_batch(
+        tmp_path, one_node_two_ranks):
+    data = one_node_two_ranks / 'scenes'
+    single = _write_cfg(tmp_path / 'single.py', tmp_path / 'w1', 8, data)
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), single,
+         '--work-dir', str(tmp_path / 'single')],
+        capture_output=True, text=True, cwd=str(tmp_path), env=_env(),
+        timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert f'Epoch(train) [1][{STEPS}/{STEPS}]' in r.stdout + r.stderr
 
     one = torch.load(tmp_path / 'w1' / 'rank0.pth', weights_only=True)
-    r0 = torch.load(tmp_path / 'w2' / 'rank0.pth', weights_only=True)
-    r1 = torch.load(tmp_path / 'w2' / 'rank1.pth', weights_only=True)
+    r0 = torch.load(one_node_two_ranks / 'w2' / 'rank0.pth',
+                    weights_only=True)
+    r1 = torch.load(one_node_two_ranks / 'w2' / 'rank1.pth',
+                    weights_only=True)
     assert one.keys() == r0.keys() == r1.keys()
     for k in r0:  # DDP keeps the replicas identical, bit for bit
         assert torch.equal(r0[k], r1[k]), k
@@ -108,6 +126,45 @@ def test_two_gloo_ranks_equal_one_process_at_same_global_batch(tmp_path):
     # summation order
     assert moved > 1e-3, moved
     assert worst < 1e-5, (worst, moved)
+
+
+def test_two_nodes_of_one_rank_equal_one_node_of_two(tmp_path,
+                                                     one_node_two_ranks):
+    """NNODES=2, NODE_RANK=0/1 through tools/dist_train.sh on this machine
+    (one gloo process a "node", one MASTER_PORT): the same ranks as one
+    node of two, so the same weights, bit for bit."""
+    cfg = _write_cfg(tmp_path / 'two.py', tmp_path / 'w', 4,
+                     one_node_two_ranks / 'scenes')
+    port = str(_free_port())
+    nodes = [subprocess.Popen(
+        ['bash', os.path.join(ROOT, 'tools', 'dist_train.sh'), cfg, '1',
+         '--work-dir', str(tmp_path / 'two')],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=str(tmp_path),
+        env=_env(NNODES='2', NODE_RANK=str(rank), PORT=port))
+        for rank in (0, 1)]
+    outs = []
+    try:
+        for p in nodes:
+            outs.append(p.communicate(timeout=300)[0])
+    finally:
+        for p in nodes:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(nodes, outs):
+        assert p.returncode == 0, out[-4000:]
+    # node 0 runs global rank 0 (it logs and saves), node 1 rank 1
+    assert f'Epoch(train) [1][{STEPS}/{STEPS}]' in outs[0]
+    assert 'Epoch(train)' not in outs[1]
+    assert safe_load(str(tmp_path / 'two' / 'epoch_1.pth'))['meta'][
+        'iter'] == STEPS
+    for rank in (0, 1):
+        a = torch.load(one_node_two_ranks / 'w2' / f'rank{rank}.pth',
+                       weights_only=True)
+        b = torch.load(tmp_path / 'w' / f'rank{rank}.pth', weights_only=True)
+        assert a.keys() == b.keys()
+        differ = [k for k in a if not torch.equal(a[k], b[k])]
+        assert not differ, (rank, differ[:5])
 
 
 def _initial_weights(cfg_path):

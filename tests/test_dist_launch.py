@@ -1,4 +1,5 @@
-"""tools/dist_train.sh runs 2 processes on a CPU-only machine (gloo)."""
+"""tools/dist_train.sh runs 2 processes on a CPU-only machine (gloo); the
+launchers' command lines (srun and the interpreter stubbed), multi-node too."""
 import os
 import socket
 import subprocess
@@ -88,7 +89,8 @@ def test_launchers_hand_the_entry_point_its_arguments(tmp_path, script,
     env = dict(os.environ, PYTHON='PY', GRES='',
                PATH=f'{bin_dir}:{os.environ["PATH"]}')
     for k in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS', 'PORT',
-              'NNODES', 'NODE_RANK', 'MASTER_ADDR', 'MMCAE_ENTRY'):
+              'NNODES', 'NODE_RANK', 'MASTER_ADDR', 'MMCAE_ENTRY',
+              'SLURM_JOB_ID', 'REQUEUE'):
         env.pop(k, None)
     r = subprocess.run(['bash', os.path.join(ROOT, 'tools', script)] + args,
                        capture_output=True, text=True, env=env, timeout=60)
@@ -103,3 +105,62 @@ def test_launch_refuses_an_unknown_kind():
         capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert 'usage: bash tools/launch.sh dist|slurm train|test' in r.stderr
+
+
+@pytest.mark.parametrize('extra,expected', [
+    # two nodes of 8 GPUs: 16 tasks, 8 a node, 8 GPUs a node
+    (dict(GPUS='16'),
+     'SRUN -p p --job-name=j --gres=gpu:8 --ntasks=16 --ntasks-per-node=8 '
+     '--cpus-per-task=5 --kill-on-bad-exit=1 PY -u {tools}/train.py c.py '
+     '--work-dir=wd --launcher=slurm --amp bf16'),
+    (dict(GPUS='8', GPUS_PER_NODE='4', CPUS_PER_TASK='10',
+          SRUN_ARGS='--exclusive'),
+     'SRUN -p p --job-name=j --gres=gpu:4 --ntasks=8 --ntasks-per-node=4 '
+     '--cpus-per-task=10 --kill-on-bad-exit=1 --exclusive PY -u '
+     '{tools}/train.py c.py --work-dir=wd --launcher=slurm --amp bf16'),
+    # inside an sbatch job: --requeue (save and requeue on SIGUSR1)
+    (dict(GPUS='16', SLURM_JOB_ID='123'),
+     'SRUN -p p --job-name=j --gres=gpu:8 --ntasks=16 --ntasks-per-node=8 '
+     '--cpus-per-task=5 --kill-on-bad-exit=1 PY -u {tools}/train.py c.py '
+     '--work-dir=wd --launcher=slurm --amp bf16 --requeue'),
+    (dict(GPUS='16', SLURM_JOB_ID='123', REQUEUE='0'),
+     'SRUN -p p --job-name=j --gres=gpu:8 --ntasks=16 --ntasks-per-node=8 '
+     '--cpus-per-task=5 --kill-on-bad-exit=1 PY -u {tools}/train.py c.py '
+     '--work-dir=wd --launcher=slurm --amp bf16'),
+])
+def test_slurm_multi_node_srun_arguments(tmp_path, extra, expected):
+    """GPUS > GPUS_PER_NODE: srun spreads GPUS tasks over nodes of
+    GPUS_PER_NODE (and the GPUs of a node as GRES); inside a Slurm job
+    slurm_train.sh adds --requeue unless REQUEUE=0."""
+    bin_dir = tmp_path / 'bin'
+    _stub(bin_dir, 'PY', 'echo "PY $*"\n')
+    _stub(bin_dir, 'srun', 'echo "SRUN $*"\n')
+    env = dict(os.environ, PYTHON='PY',
+               PATH=f'{bin_dir}:{os.environ["PATH"]}')
+    for k in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS', 'GRES',
+              'MMCAE_ENTRY', 'SLURM_JOB_ID', 'REQUEUE'):
+        env.pop(k, None)
+    env.update(extra)
+    r = subprocess.run(
+        ['bash', os.path.join(ROOT, 'tools', 'slurm_train.sh'), 'p', 'j',
+         'c.py', 'wd', '--amp', 'bf16'],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    tools = os.path.join(ROOT, 'tools')
+    assert r.stdout.strip() == expected.format(tools=tools), r.stdout
+
+
+def test_transfer_slurm_train_gets_no_requeue_flag(tmp_path):
+    """tools/transfer/train.py has no --requeue: not added for it."""
+    bin_dir = tmp_path / 'bin'
+    _stub(bin_dir, 'PY', 'echo "PY $*"\n')
+    _stub(bin_dir, 'srun', 'echo "SRUN $*"\n')
+    env = dict(os.environ, PYTHON='PY', GRES='', SLURM_JOB_ID='5',
+               PATH=f'{bin_dir}:{os.environ["PATH"]}')
+    env.pop('MMCAE_ENTRY', None)
+    r = subprocess.run(
+        ['bash', os.path.join(ROOT, 'tools', 'transfer', 'slurm_train.sh'),
+         'p', 'j', 'c.py', 'wd'],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert '--requeue' not in r.stdout and 'transfer/train.py' in r.stdout

@@ -66,6 +66,12 @@ if [ "$MODE" = test ]; then
 else
     ARG4=""
     if [ -n "$4" ]; then ARG4="--work-dir=$4"; fi
+    # Inside a Slurm job (an sbatch script): on SIGUSR1 save and requeue the
+    # job, and resume when it runs again (REQUEUE=0 turns it off).
+    if [ -n "${SLURM_JOB_ID:-}" ] && [ "${REQUEUE:-1}" != 0 ] \
+            && [ -z "${MMCAE_ENTRY:-}" ]; then
+        PY_ARGS="$PY_ARGS --requeue"
+    fi
 fi
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \

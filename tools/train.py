@@ -2,7 +2,7 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]
         [--amp [fp16|bf16|fp32]] [--compile] [--auto-scale-lr]
-        [--cfg-options k=v ...] [--launcher pytorch|slurm]
+        [--cfg-options k=v ...] [--launcher pytorch|slurm] [--requeue]
 """
 import os.path as osp
 import sys
@@ -63,6 +63,13 @@ def parse_args():
         action='store_true',
         help='also log to TensorBoard (event files beside scalars.json in '
         'the run\'s vis_data/; needs the tensorboard package)')
+    parser.add_argument(
+        '--requeue',
+        action='store_true',
+        help='Slurm batch jobs: on SIGUSR1 (#SBATCH --signal=USR1@90) save '
+        'a checkpoint at the current iteration and `scontrol requeue` the '
+        'job, which then resumes from it (tools/slurm_train.sh adds this '
+        'inside a Slurm job)')
     add_launch_args(parser)
     return parse_entry_args(parser)
 
@@ -144,7 +151,7 @@ def main():
     cfg = merge_args(load_entry_config(args.config), args)
     from mmcae.engine.nonfinite import exit_on_divergence
     with exit_on_divergence():
-        run_entry(cfg, 'train')
+        run_entry(cfg, 'train', requeue=args.requeue)
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ are scripts, so the shared pieces live here, importable.
 import argparse
 import os
 import os.path as osp
+from contextlib import nullcontext
 
 from mmengine.config import DictAction
 
@@ -123,14 +124,16 @@ def dump_results(cfg, out):
     cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=out))
 
 
-def run_entry(cfg, mode, transfer=False):
+def run_entry(cfg, mode, transfer=False, requeue=False):
     """Build the Runner and train or test; returns what ``Runner.test``
     returns (``None`` for training).
 
     MMPretrain-scope configs are checked first (types, data roots, worker
     counts); transfer configs get their strides and channels checked
     (:mod:`mmcae.utils.transfer_shapes`) and their embedded data generated
-    instead (a no-op for configs without ``embedded_data``).
+    instead (a no-op for configs without ``embedded_data``).  Training
+    holds the work dir's lock and saves on preemption signals, requeueing
+    its Slurm job with ``requeue`` (:mod:`mmcae.engine.preemption`).
     """
     from mmengine.runner import Runner
 
@@ -147,15 +150,18 @@ def run_entry(cfg, mode, transfer=False):
         check_config_types(cfg)
         check_data_roots(cfg)
     use_gloo_without_cuda(cfg)
-    runner = Runner.from_cfg(cfg)
-    if mode == 'test':
-        from mmcae.apis.complete_model import CompleteModelHook
-        runner.register_hook(
-            CompleteModelHook(cfg.filename or 'CONFIG', transfer))
-    if mode == 'train':
-        from mmcae.utils.preflight import check_train_batches
-        check_train_batches(runner)
-    result = runner.train() if mode == 'train' else runner.test()
+    from mmcae.engine.preemption import preemptible_training
+    with preemptible_training(cfg, requeue) if mode == 'train' \
+            else nullcontext():
+        runner = Runner.from_cfg(cfg)
+        if mode == 'test':
+            from mmcae.apis.complete_model import CompleteModelHook
+            runner.register_hook(
+                CompleteModelHook(cfg.filename or 'CONFIG', transfer))
+        if mode == 'train':
+            from mmcae.utils.preflight import check_train_batches
+            check_train_batches(runner)
+        result = runner.train() if mode == 'train' else runner.test()
     finish_distributed()
     return None if mode == 'train' else result
 

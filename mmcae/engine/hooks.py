@@ -143,9 +143,18 @@ class RNGStateHook(Hook):
     # the resumed epoch's iterator is created (before_train).  With
     # persistent workers it made it once, in its first epoch, so they go
     # back after the resumed run's one-off draw (first before_train_iter).
+    # A checkpoint written in the middle of an epoch (preemption) was saved
+    # after that epoch's draw: first before_train_iter too.
     def before_train(self, runner):
-        if self._pending is not None and not self._persistent(runner):
+        if self._pending is not None and not self._persistent(runner) \
+                and not self._mid_epoch(runner):
             self._apply()
+
+    @staticmethod
+    def _mid_epoch(runner):
+        from .preemption import batches_done_in_epoch
+        loop = runner.train_loop
+        return 0 < batches_done_in_epoch(loop) < len(loop.dataloader)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         if self._pending is not None:

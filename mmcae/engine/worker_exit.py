@@ -64,6 +64,9 @@ def _install():
 
     @functools.wraps(seed_workers)
     def worker_init_fn(*args, **kwargs):
+        from .preemption import shield_worker
+        # first: the parent-watch thread must inherit its signal mask
+        shield_worker()  # the trainer alone answers Slurm's signals
         die_with_parent()
         return seed_workers(*args, **kwargs)
 
