@@ -297,6 +297,7 @@ API_GROUPS = (  # (registry attribute, section title)
     ('TRANSFORMS', 'Transforms'),
     ('DATA_SAMPLERS', 'Data samplers'),
     ('HOOKS', 'Hooks'),
+    ('LOOPS', 'Training loops'),
     ('OPTIM_WRAPPERS', 'Optimizer wrappers'),
     ('OPTIM_WRAPPER_CONSTRUCTORS', 'Optimizer wrapper constructors'),
     ('WEIGHT_INITIALIZERS', 'Weight initialisers'),
