@@ -143,6 +143,9 @@ def run_entry(cfg, mode, transfer=False):
         follow_num_workers(cfg)
         check_config_types(cfg)
         check_data_roots(cfg)
+        if mode == 'train':  # the loss, not mmengine's whole train_step
+            from mmcae.engine.compile import route_compile
+            route_compile(cfg)
     use_gloo_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
     result = runner.train() if mode == 'train' else runner.test()
