@@ -44,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument('--gpu-img-s', type=float, nargs='+',
                    default=[600., 1200., 2400.],
                    help='step speeds (img/s per GPU) to size workers for')
+    p.add_argument('--json', default=None, help='write the results here')
     return p.parse_args(argv)
 
 
@@ -102,6 +103,17 @@ def main(argv=None):
         need = ' '.join(f'{-(-s // r):9.0f}' for s in args.gpu_img_s)
         print(f'{name:16s} {r:8.1f} {r / base:6.2f}  '
               f'{"":30s}{need}')
+    if args.json:
+        import json
+        from mmcae.utils.atomic_io import write_atomic
+        out = dict(images=args.images, repeat=args.repeat, baseline=BASELINE,
+                   pipelines={
+                       name: dict(img_per_s=r, ratio=r / base,
+                                  workers_per_gpu={
+                                      str(s): -(-s // r)
+                                      for s in args.gpu_img_s})
+                       for name, r in rates.items()})
+        write_atomic(json.dumps(out, indent=2).encode(), args.json)
 
 
 if __name__ == '__main__':
