@@ -107,12 +107,13 @@ def main(argv=None):
         import json
         from mmcae.utils.atomic_io import write_atomic
         out = dict(images=args.images, repeat=args.repeat, baseline=BASELINE,
-                   pipelines={
-                       name: dict(img_per_s=r, ratio=r / base,
-                                  workers_per_gpu={
-                                      str(s): -(-s // r)
-                                      for s in args.gpu_img_s})
-                       for name, r in rates.items()})
+                   pipelines=[
+                       dict(pipeline=name, img_s=r,
+                            ratio_mmpretrain_cae=r / base,
+                            workers_per_gpu={
+                                str(int(s)): int(-(-s // r))
+                                for s in args.gpu_img_s})
+                       for name, r in rates.items()])
         write_atomic(json.dumps(out, indent=2).encode(), args.json)
 
 
