@@ -38,8 +38,10 @@ def parse_args():
     parser.add_argument(
         '--compile',
         action='store_true',
-        help="torch.compile the training step (mmengine's `compile` "
-        'config key)')
+        help="torch.compile the model's forward and backward (the "
+        "config's `compile` key; its dict holds torch.compile's arguments, "
+        'e.g. --cfg-options compile.mode=max-autotune); data '
+        'preprocessing and the optimizer step stay eager')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -122,8 +124,10 @@ def merge_args(cfg, args):
 
     if args.amp:
         set_precision(cfg, args.amp)
-    if args.compile:
-        cfg.compile = True
+    if args.compile and not isinstance(cfg.get('compile'), dict):
+        # a dict, so that --cfg-options compile.backend=... merges into it;
+        # mmcae compiles the model's loss (mmcae/engine/compile.py)
+        cfg.compile = dict()
 
     set_resume(cfg, args.resume)
 

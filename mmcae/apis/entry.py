@@ -149,6 +149,9 @@ def run_entry(cfg, mode, transfer=False, requeue=False):
         follow_num_workers(cfg)
         check_config_types(cfg)
         check_data_roots(cfg)
+        if mode == 'train':  # the loss, not mmengine's whole train_step
+            from mmcae.engine.compile import route_compile
+            route_compile(cfg)
     use_gloo_without_cuda(cfg)
     from mmcae.engine.preemption import preemptible_training
     with preemptible_training(cfg, requeue) if mode == 'train' \

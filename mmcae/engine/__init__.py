@@ -1,3 +1,4 @@
+from .compile import *  # noqa: F401,F403
 from .hooks import *  # noqa: F401,F403
 from .layer_decay import *  # noqa: F401,F403
 from .nonfinite import *  # noqa: F401,F403

@@ -76,6 +76,10 @@ def parse_args(argv=None):
     p.add_argument('--compile', action='store_true',
                    help='torch.compile the loss (both implementations; one '
                    'that does not compile is reported eager)')
+    p.add_argument('--compile-backend', default='inductor',
+                   help='torch.compile backend (aot_eager: Dynamo and AOT '
+                   'autograd without code generation, a quick CPU check '
+                   'of the compile path)')
     p.add_argument('--fused', default='auto', choices=('auto', 'on', 'off'),
                    help="fused AdamW for both (auto: on CUDA, as mmcae's "
                    'recipes)')
@@ -383,7 +387,7 @@ def run_worker(impl, args):
     loss_fn = model.loss
     compiled = None
     if args.compile:
-        loss_fn = torch.compile(model.loss)
+        loss_fn = torch.compile(model.loss, backend=args.compile_backend)
         compiled = True
 
     def autocast():
@@ -451,6 +455,7 @@ def run_worker(impl, args):
         threads=args.threads,
         amp=args.amp,
         compiled=compiled,
+        compile_backend=args.compile_backend if args.compile else None,
         compile_error=compile_error,
         fused_adamw=fused,
         mask=mask_kind,
@@ -573,7 +578,8 @@ def _run_impl(impl, args):
         str(args.drop_path), '--seed',
         str(args.seed)
     ]
-    cmd += ['--algo', args.algo, '--amp', args.amp, '--fused', args.fused]
+    cmd += ['--algo', args.algo, '--amp', args.amp, '--fused', args.fused,
+            '--compile-backend', args.compile_backend]
     if args.peak is not None:
         cmd += ['--peak', str(args.peak)]
     for flag in ('profile', 'compile', 'no_count'):

@@ -30,7 +30,6 @@ MMPretrain's and mmcae's pipelines (one more pass, timed per transform);
         --json docs/results/bench-pipeline.json
 """
 import argparse
-import json
 import math
 import os
 import os.path as osp
@@ -319,10 +318,9 @@ def main(argv=None):
             print(f'    {t:58s} {ms:6.2f}')
 
     if args.json:
-        from mmcae.utils.atomic_io import write_atomic
-        from mmcae.utils.provenance import provenance
+        from mmcae.utils.provenance import write_result
         result = dict(
-            benchmark='bench_pipeline', provenance=provenance('cpu'),
+            benchmark='bench_pipeline',
             images=n, image_px='300-500 (synthetic JPEG, quality 90)',
             repeat=args.repeat, threads=1, gpu_img_s=args.gpu_img_s,
             rate='img_s: images per CPU second of the one-thread process '
@@ -331,9 +329,7 @@ def main(argv=None):
             pipelines=rows,
             transform_ms=breakdown,
             decode=dec)
-        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        write_atomic((json.dumps(result, indent=2) + '\n').encode(),
-                     args.json)
+        write_result(result, args.json, device='cpu')
         print(f'wrote {args.json}')
 
 

@@ -134,6 +134,12 @@ class CLIPTeacher(FrozenTeacher):
             # scoped name: mmcv's FFN builds activations from mmengine's
             # root registry, where MMPretrain's QuickGELU is not visible
             layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')))
+        # MMPretrain's VisionTransformer gives mmcv's DropPath numpy floats
+        # (np.linspace); torch.compile takes a numpy scalar for a tensor and
+        # breaks the graph at DropPath's `drop_prob == 0.` test
+        for m in self.backbone.modules():
+            if hasattr(m, 'drop_prob'):
+                m.drop_prob = float(m.drop_prob)
         self.proj = nn.Parameter(torch.empty(self.width, self.output_dim))
 
         self._set_weights(checkpoint, random_init)
