@@ -9,8 +9,8 @@ Generated pages (whole files):
 * ``docs/en/notes/measurements.md`` from every ``docs/results/*.json``.
 
 Generated blocks, between ``<!-- mmcae:begin KEY -->`` and
-``<!-- mmcae:end KEY -->`` lines in ``README.md``, ``docs/en/**/*.md`` and
-``configs/*/README.md``:
+``<!-- mmcae:end KEY -->`` lines in ``README.md``, ``docs/en/**/*.md``,
+``configs/*/README.md`` and ``tools/benchmark/README.md``:
 
 * ``zoo:<algo>``: the results table of ``configs/<algo>/metafile.yml``;
 * ``figures:<name>``: the figures of ``docs/results/<name>.json`` (and
@@ -633,6 +633,7 @@ def block_files(root):
     files += glob.glob(osp.join(root, 'docs', 'en', '**', '*.md'),
                        recursive=True)
     files += glob.glob(osp.join(root, 'configs', '*', 'README.md'))
+    files.append(osp.join(root, 'tools', 'benchmark', 'README.md'))
     return sorted(_rel(f, root) for f in files if osp.isfile(f))
 
 
