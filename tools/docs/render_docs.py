@@ -637,8 +637,35 @@ def block_files(root):
     return sorted(_rel(f, root) for f in files if osp.isfile(f))
 
 
+def render_hardware(from_file, root):
+    """One line for the README: on which machines the recorded figures
+    were measured, from the provenance of every docs/results/*.json."""
+    machines = {}
+    for path in sorted(glob.glob(osp.join(root, RESULTS_DIR, '*.json'))):
+        data = load_result(_rel(path, root), root)
+        p = data.get('provenance')
+        m = p.get('machine') if isinstance(p, dict) else None
+        if isinstance(m, dict):
+            where = (m['gpu'] if m.get('gpu') else
+                     f'{m.get("cpu", "?")} ({m.get("cores", "?")} cores, '
+                     'CPU only)')
+            machines[where] = machines.get(where, 0) + 1
+    page = _link('docs/en/notes/measurements.md', from_file, root,
+                 'measurements')
+    if not machines:
+        return f'Nothing measured yet ({page}).'
+    gpu = any('CPU only' not in w for w in machines)
+    runs = '; '.join(f'{w}: {n} result file{"s" * (n > 1)}'
+                     for w, n in sorted(machines.items()))
+    return (f'What has been run on which hardware: {runs}'
+            f'{"" if gpu else "; no GPU run recorded yet"} '
+            f'({page}: date, commit and command of each).')
+
+
 def render_key(key, from_file, root):
     kind, _, arg = key.partition(':')
+    if key == 'hardware':
+        return render_hardware(from_file, root)
     if kind == 'zoo' and arg in ALGOS:
         rel = f'configs/{arg}/metafile.yml'
         meta = _metafiles(root).get(rel)
