@@ -98,6 +98,10 @@ ClusterName=mmcae
 SlurmctldHost=$HOST
 AuthType=auth/munge
 CredType=cred/munge
+# A requeued job may start again once its credential expires (default 120 s);
+# starting it earlier is refused ("Job credential revoked"). 10 s keeps the
+# preemption test's requeue short.
+AuthInfo=cred_expire=10
 SlurmUser=root
 SlurmctldPort=6817
 SlurmdPort=6818
